@@ -1,0 +1,200 @@
+"""One broker process: its config view, engine, connections and cluster membership.
+
+The broker accepts WebSocket upgrades (PROTOCOL §1), runs a :class:`Connection` per client, keeps the config
+current (closing sessions whose app or role was removed), pings idle clients, and shuts down gracefully.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+import gevent
+
+from . import __version__
+from .auth import new_connection_id
+from .cluster import Cluster
+from .config_store import ConfigStore, ConfigWatcher, wait_for_redis
+from .connection import Connection
+from .engine import Engine, HistoryPolicy
+from .limits import Limits
+from .models import ADMIN_APP, ConfigSnapshot
+from .settings import Settings
+from .stats import Stats
+from .websocket import ACCEPT_KEY, HandshakeError, check_upgrade
+
+log = logging.getLogger(__name__)
+
+StartResponse = Any
+
+
+def plain_response(start_response: StartResponse, status: str, body: str, headers: Iterable = ()) -> list[bytes]:
+    data = body.encode()
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data))), *headers]
+    )
+    return [data]
+
+
+class Broker:
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.node = settings.node
+        self.redis_url = redis_url
+        self.started_at = time.time()
+        self.store = ConfigStore.from_url(redis_url)
+        self.config = ConfigSnapshot()
+        self.stats = Stats()
+        self.limits = Limits(settings)
+        self.engine = Engine(batch_max=settings.publish_batch_max, stats=self.stats)
+        self.connections: dict[str, Connection] = {}
+        self.connections_per_app: Counter[str] = Counter()
+        self.connections_per_ip: Counter[str] = Counter()
+        self.cluster = Cluster(
+            self.store.redis,
+            self.node,
+            {"node": self.node, "pid": os.getpid(), "host": socket.gethostname(), "port": settings.port,
+             "started_at": self.started_at, "version": __version__},
+            lambda: self.connections,
+            self._close_on_request,
+        )
+        self.watcher = ConfigWatcher(self.store, self.apply_config, settings.config_poll_interval)
+        self._policies: dict[str, HistoryPolicy] = {}
+        self._greenlets: list[gevent.Greenlet] = []
+        self.started = False
+        self.stopping = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, redis_timeout: float = 30.0) -> None:
+        if self.started:
+            return
+        self.started = True
+        wait_for_redis(self.store.redis, redis_timeout, "the config Redis")
+        self.apply_config(self.watcher.load())
+        if not self.engine.wait_ready(10.0):
+            log.warning("some shards are not reachable yet; publishes to them fail until they are")
+        self.watcher.start()
+        self.cluster.start()
+        self._greenlets.append(gevent.spawn(self._keepalive))
+        log.info("broker %s ready (config version %d)", self.node, self.config.version)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Close every client with 1001, let acknowledged work reach Redis, then stop (PROTOCOL §1)."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("shutting down: closing %d connection(s)", len(self.connections))
+        for conn in list(self.connections.values()):
+            conn.shutdown()
+        deadline = time.monotonic() + timeout
+        while self.connections and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        self.watcher.stop()
+        self.cluster.stop()
+        gevent.killall(self._greenlets, block=False)
+        self.engine.stop(max(0.5, deadline - time.monotonic()))
+
+    # ------------------------------------------------------------------ config
+    def apply_config(self, snapshot: ConfigSnapshot) -> None:
+        self.config = snapshot
+        self._policies = {}
+        self.engine.configure(snapshot.shards, self.redis_url)
+        for conn in list(self.connections.values()):
+            app = snapshot.apps.get(conn.app_key)
+            if app is None:
+                log.info("connection %s: app %s was deleted; closing", conn.id, conn.app_key)
+                conn.close(1008, "app deleted")
+            elif conn.role_name is not None and conn.role_name not in app.roles:
+                log.info("connection %s: role %s was revoked; closing", conn.id, conn.role_name)
+                conn.close(1008, "role revoked")
+
+    def history_policy(self, app_key: str) -> HistoryPolicy:
+        policy = self._policies.get(app_key)
+        if policy is None:
+            app = self.config.apps.get(app_key)
+            length = app.settings.history_max_length if app is not None else None
+            age = app.settings.history_max_age if app is not None else None
+            policy = self._policies[app_key] = HistoryPolicy(
+                self.settings.history_max_length if length is None else int(length),
+                self.settings.history_max_age if age is None else int(age),
+            )
+        return policy
+
+    def admin_scope(self, conn: Connection) -> str | None:
+        """The app whose connections an admin role may see: its own, or all for the ``_admin`` app."""
+        return None if conn.app_key == ADMIN_APP else conn.app_key
+
+    # ------------------------------------------------------------------ connections
+    def handle_websocket(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        """PROTOCOL §1: validate the upgrade and the app key, then run the connection to its end."""
+        try:
+            upgrade = check_upgrade(environ, deflate_enabled=self.settings.deflate)
+        except HandshakeError as exc:
+            return plain_response(start_response, exc.status, f"{exc}\n", exc.headers)
+        appkeys = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).get("appkey", [])
+        app = self.config.apps.get(appkeys[0]) if len(appkeys) == 1 and appkeys[0] else None
+        if app is None or self.stopping:
+            return plain_response(start_response, "403 Forbidden", "KO\n")
+        remote_addr = environ.get("REMOTE_ADDR", "-")
+        refusal = self.limits.connection_refusal(
+            app, self.connections_per_app[app.key], self.connections_per_ip[remote_addr]
+        )
+        if refusal is not None:
+            log.info("refusing a connection from %s: %s", remote_addr, refusal)
+            return plain_response(start_response, "429 Too Many Requests", refusal + "\n")
+        accept = environ.get(ACCEPT_KEY)
+        if accept is None:
+            return plain_response(
+                start_response, "501 Not Implemented", "serve with app.websocket.CobraWebSocketHandler\n"
+            )
+        upgrade.extra_headers.extend([("X-Cobra-Node", self.node), ("X-Cobra-Version", __version__)])
+        ws = accept(upgrade, self.settings.max_message_size, self.settings.deflate_min_size)
+        conn = Connection(self, ws, new_connection_id(), app.key, remote_addr)
+        self._register(conn)
+        conn.run()
+        return []
+
+    def _register(self, conn: Connection) -> None:
+        self.connections[conn.id] = conn
+        self.connections_per_app[conn.app_key] += 1
+        self.connections_per_ip[conn.remote_addr] += 1
+        self.cluster.connection_changed(conn.id, conn.info())
+
+    def connection_authenticated(self, conn: Connection) -> None:
+        self.cluster.connection_changed(conn.id, conn.info())
+
+    def connection_closed(self, conn: Connection) -> None:
+        if self.connections.pop(conn.id, None) is None:
+            return
+        for counter, key in ((self.connections_per_app, conn.app_key), (self.connections_per_ip, conn.remote_addr)):
+            counter[key] -= 1
+            if counter[key] <= 0:
+                del counter[key]
+        self.cluster.connection_changed(conn.id, None)
+
+    def _close_on_request(self, connection_id: str) -> None:
+        conn = self.connections.get(connection_id)
+        if conn is not None:
+            conn.close(1000, "closed by admin")
+
+    def _keepalive(self) -> None:
+        """Ping clients that went quiet; drop those that stay silent (PROTOCOL §1, "Better")."""
+        interval, timeout = self.settings.ping_interval, self.settings.ping_timeout
+        tick = max(0.05, min(interval, timeout) / 4)
+        while True:
+            gevent.sleep(tick)
+            now = time.monotonic()
+            for conn in list(self.connections.values()):
+                silent = now - conn.last_received
+                if silent > interval + timeout and conn.ping_sent:
+                    log.info("connection %s: no answer to ping; dropping", conn.id)
+                    conn.abort()
+                elif silent > interval and not conn.ping_sent:
+                    conn.ping_sent = True
+                    conn.send_ping()

@@ -1,0 +1,58 @@
+"""``init``, ``import-config``, ``export-config``: the config store from a shell."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..config_store import ConfigError, dump_apps_yaml
+from ..models import WELL_KNOWN_APPS
+from .common import add_store_arguments, fail, open_store
+
+
+def register(commands: Any) -> None:
+    init = commands.add_parser("init", help="create the well-known apps (_health, _pubsub, _stats, _admin)")
+    init.add_argument("--force", action="store_true", help="give existing well-known apps fresh secrets")
+    add_store_arguments(init)
+    init.set_defaults(handler=init_command)
+
+    imp = commands.add_parser("import-config", help="load a Cobra apps.yaml into the config store")
+    imp.add_argument("file", type=Path)
+    add_store_arguments(imp)
+    imp.set_defaults(handler=import_command)
+
+    exp = commands.add_parser("export-config", help="print the config store as a Cobra apps.yaml")
+    add_store_arguments(exp)
+    exp.set_defaults(handler=export_command)
+
+
+def init_command(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        if args.force:
+            for key in WELL_KNOWN_APPS:
+                store.delete_app(key)
+        store.ensure_well_known_apps()
+        apps = store.list_apps()
+        print(dump_apps_yaml(apps[key] for key in WELL_KNOWN_APPS if key in apps), end="")
+    return 0
+
+
+def import_command(args: argparse.Namespace) -> int:
+    try:
+        text = args.file.read_text()
+    except OSError as exc:
+        return fail(f"cannot read {args.file}: {exc}")
+    with open_store(args) as store:
+        try:
+            keys = store.import_yaml(text)
+        except ConfigError as exc:
+            return fail(f"{args.file}: {exc}")
+    print(f"imported {len(keys)} app(s): {', '.join(keys)}")
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        print(store.export_yaml(), end="")
+    return 0

@@ -1,0 +1,202 @@
+"""Many broker processes, one broker: who holds which connection, and a control channel between them.
+
+Every process keeps, in the config Redis, a hash of its connections and a heartbeat; a process that stops
+beating drops out after ``NODE_TTL`` seconds, with its connection list (the key expires). Requests that
+must reach the process holding a connection (close it) go over a Pub/Sub control channel.
+
+=======================================  =======  =================================================
+key                                      type     content
+=======================================  =======  =================================================
+``cobra:cluster:nodes``                  hash     node name → JSON {pid, host, port, started_at, seen_at}
+``cobra:cluster:connections:<node>``     hash     connection id → JSON {app, role, remote_addr, ...}
+``cobra:cluster:control``                channel  JSON commands: {"op": "close", "id", "node", ...}
+=======================================  =======  =================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import orjson
+import redis
+
+log = logging.getLogger(__name__)
+
+NODES_KEY = "cobra:cluster:nodes"
+CONNECTIONS_KEY = "cobra:cluster:connections:"
+CONTROL_CHANNEL = "cobra:cluster:control"
+NODE_TTL = 10.0
+HEARTBEAT_INTERVAL = 1.0
+
+
+def live_nodes(client: redis.Redis, now: float | None = None) -> dict[str, dict[str, Any]]:
+    """The broker processes that beat within the last ``NODE_TTL`` seconds."""
+    now = time.time() if now is None else now
+    nodes = {}
+    for name, raw in client.hgetall(NODES_KEY).items():
+        try:
+            info = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if now - info.get("seen_at", 0) <= NODE_TTL:
+            nodes[name.decode()] = info
+    return nodes
+
+
+def registered_connections(client: redis.Redis, app_key: str | None = None) -> list[dict[str, Any]]:
+    """Every connection of every live process (optionally of one app), as last flushed by its process."""
+    nodes = list(live_nodes(client))
+    with client.pipeline(transaction=False) as pipe:
+        for node in nodes:
+            pipe.hgetall(CONNECTIONS_KEY + node)
+        results = pipe.execute()
+    found = []
+    for node, entries in zip(nodes, results, strict=True):
+        for raw in entries.values():
+            info = orjson.loads(raw)
+            if app_key is None or info.get("app") == app_key:
+                info["node"] = node
+                found.append(info)
+    return found
+
+
+def request_close(client: redis.Redis, connection_id: str, app_key: str | None = None) -> bool:
+    """Ask the process holding ``connection_id`` (in ``app_key``'s scope) to close it with 1000."""
+    for info in registered_connections(client, app_key):
+        if info.get("id") == connection_id:
+            command = {"op": "close", "id": connection_id, "node": info["node"]}
+            client.publish(CONTROL_CHANNEL, orjson.dumps(command))
+            return True
+    return False
+
+
+class Cluster:
+    """This process's membership: heartbeat, connection registry, control channel listener."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        node: str,
+        node_info: dict[str, Any],
+        local_connections: Callable[[], dict[str, Any]],
+        on_close_request: Callable[[str], None],
+    ) -> None:
+        self.redis = client
+        self.node = node
+        self.node_info = node_info
+        self.local_connections = local_connections  # id → Connection of this process
+        self.on_close_request = on_close_request
+        self._dirty: dict[str, dict[str, Any] | None] = {}  # id → info to write, or None to delete
+        self._greenlets: list[gevent.Greenlet] = []
+
+    def start(self) -> None:
+        self._greenlets = [gevent.spawn(self._heartbeat), gevent.spawn(self._listen)]
+
+    def stop(self) -> None:
+        gevent.killall(self._greenlets, block=False)
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hdel(NODES_KEY, self.node).delete(CONNECTIONS_KEY + self.node).execute()
+        except redis.RedisError:
+            pass  # the entries expire by themselves
+
+    # ------------------------------------------------------------------ registry
+    def connection_changed(self, connection_id: str, info: dict[str, Any] | None) -> None:
+        self._dirty[connection_id] = info
+
+    def connection_ids(self, app_key: str | None) -> list[str]:
+        """All connection ids in scope: this process's exactly, the others' as last flushed."""
+        local = {
+            cid for cid, conn in self.local_connections().items() if app_key is None or conn.app_key == app_key
+        }
+        try:
+            remote = {
+                info["id"]
+                for info in registered_connections(self.redis, app_key)
+                if info["node"] != self.node
+            }
+        except redis.RedisError as exc:
+            log.warning("cannot read the cluster registry: %s", exc)
+            remote = set()
+        return sorted(local | remote)
+
+    def close_connection(self, connection_id: str, app_key: str | None) -> bool:
+        conn = self.local_connections().get(connection_id)
+        if conn is not None:
+            if app_key is not None and conn.app_key != app_key:
+                return False  # apps never see each other's connections
+            conn.close(1000, "closed by admin")
+            return True
+        try:
+            return request_close(self.redis, connection_id, app_key)
+        except redis.RedisError as exc:
+            log.warning("cannot reach the cluster registry: %s", exc)
+            return False
+
+    # ------------------------------------------------------------------ greenlets
+    def _heartbeat(self) -> None:
+        full_sync = True
+        while True:
+            try:
+                self._flush(full_sync)
+                full_sync = False
+            except redis.RedisError as exc:
+                log.warning("cluster heartbeat failed: %s", exc)
+                full_sync = True  # Redis may have lost our entries: rewrite them all
+            gevent.sleep(HEARTBEAT_INTERVAL)
+
+    def _flush(self, full_sync: bool) -> None:
+        key = CONNECTIONS_KEY + self.node
+        if full_sync:
+            dirty = {cid: conn.info() for cid, conn in self.local_connections().items()}
+            self._dirty.clear()
+        else:
+            dirty, self._dirty = self._dirty, {}
+        info = dict(self.node_info, seen_at=time.time(), connections=len(self.local_connections()))
+        with self.redis.pipeline(transaction=False) as pipe:
+            if full_sync:
+                pipe.delete(key)
+            written = {cid: orjson.dumps(v) for cid, v in dirty.items() if v is not None}
+            removed = [cid for cid, v in dirty.items() if v is None]
+            if written:
+                pipe.hset(key, mapping=written)
+            if removed:
+                pipe.hdel(key, *removed)
+            pipe.expire(key, int(NODE_TTL * 2))
+            pipe.hset(NODES_KEY, self.node, orjson.dumps(info))
+            pipe.execute()
+
+    def _listen(self) -> None:
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(CONTROL_CHANNEL)
+                while True:
+                    message = pubsub.get_message(timeout=30.0)
+                    if message is not None:
+                        self._on_control(message["data"])
+            except redis.RedisError:
+                gevent.sleep(1.0)
+            except Exception:
+                log.exception("control channel listener failed; restarting it")
+                gevent.sleep(1.0)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass
+
+    def _on_control(self, raw: bytes) -> None:
+        try:
+            command = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            log.warning("ignoring a malformed control command")
+            return
+        if not isinstance(command, dict) or command.get("node") != self.node:
+            return
+        if command.get("op") == "close" and isinstance(command.get("id"), str):
+            self.on_close_request(command["id"])

@@ -1,0 +1,273 @@
+"""One client connection: its reader loop, its bounded send queue and writer greenlet, its subscriptions.
+
+The reader loop runs in the WSGI handler's greenlet and handles requests one at a time, in order. Replies and
+pushes are queued and written by a separate writer greenlet, so the Pub/Sub reader that fans messages out
+never waits for a slow client: when a client's queue passes ``send_queue_max_bytes`` it is disconnected.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from gevent.event import Event
+
+from . import protocol
+from .actions import dispatch
+from .models import App, Role
+from .subscription import Subscription
+from .websocket import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_POLICY_VIOLATION,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    ConnectionClosed,
+    ProtocolError,
+    WebSocket,
+    encode_close,
+    encode_frame,
+    parse_close_payload,
+)
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT = 2.0  # seconds we wait for the client's close frame after sending ours (RFC 6455 §7.1.1)
+
+
+class Connection:
+    __slots__ = (
+        "_closing",
+        "_queue",
+        "_queued_bytes",
+        "_wake",
+        "_writer",
+        "app_key",
+        "auth_failures",
+        "broker",
+        "close_code",
+        "connected_at",
+        "id",
+        "last_received",
+        "nonce",
+        "pending_role",
+        "ping_sent",
+        "publish_tokens",
+        "publish_tokens_at",
+        "remote_addr",
+        "role_name",
+        "subscriptions",
+        "ws",
+        "__weakref__",
+    )
+
+    def __init__(self, broker: Broker, ws: WebSocket, connection_id: str, app_key: str, remote_addr: str) -> None:
+        self.broker = broker
+        self.ws = ws
+        self.id = connection_id
+        self.app_key = app_key
+        self.remote_addr = remote_addr
+        self.connected_at = time.time()
+        self.last_received = time.monotonic()
+        self.ping_sent = False
+        self.role_name: str | None = None  # set once authenticated
+        self.pending_role: str | None = None  # role named in the handshake
+        self.nonce: str | None = None
+        self.auth_failures = 0
+        self.subscriptions: dict[str, Subscription] = {}
+        self.publish_tokens = 0.0
+        self.publish_tokens_at = 0.0
+        self.close_code: int | None = None
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._wake = Event()
+        self._closing = False
+        self._writer: gevent.Greenlet | None = None
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def app(self) -> App | None:
+        return self.broker.config.apps.get(self.app_key)
+
+    @property
+    def role(self) -> Role | None:
+        """The role as currently configured (permissions changed by an admin apply at once)."""
+        if self.role_name is None:
+            return None
+        app = self.broker.config.apps.get(self.app_key)
+        return app.roles.get(self.role_name) if app is not None else None
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    # ------------------------------------------------------------------ the reader loop
+    def run(self) -> None:
+        self._writer = gevent.spawn(self._write_loop)
+        try:
+            self._read_loop()
+        finally:
+            self._cleanup()
+
+    def _read_loop(self) -> None:
+        ws = self.ws
+        while not self._closing:
+            try:
+                events = ws.receive()
+            except ProtocolError as exc:
+                log.info("connection %s: protocol error (%d): %s", self.id, exc.code, exc.reason)
+                self.close(exc.code, exc.reason)
+                break
+            except ConnectionClosed:
+                return
+            self.last_received = time.monotonic()
+            self.ping_sent = False
+            for opcode, payload in events:
+                if opcode == OP_TEXT or opcode == OP_BINARY:
+                    if not self._closing:  # after our close frame, data is ignored (RFC 6455 §1.4)
+                        dispatch(self, payload)
+                elif opcode == OP_PING:
+                    self._enqueue(encode_frame(OP_PONG, payload))
+                elif opcode == OP_CLOSE:
+                    self._on_close_frame(payload)
+                    return
+                # OP_PONG: hearing anything is all the keepalive needs
+        self._await_close()
+
+    def _on_close_frame(self, payload: bytes) -> None:
+        try:
+            code, _reason = parse_close_payload(payload)
+        except ProtocolError as exc:
+            code = exc.code
+        if not self._closing:
+            # Echo the code (RFC 6455 §5.5.1); 1005 "no status" is not sendable, answer 1000.
+            self.close(CLOSE_NORMAL if code == 1005 else code)
+        self._flush_and_stop_writer()
+
+    def _await_close(self) -> None:
+        """After sending our close frame, read until the client's close frame or the timeout."""
+        self._flush_and_stop_writer()
+        with gevent.Timeout(CLOSE_TIMEOUT, False):
+            while True:
+                try:
+                    events = self.ws.receive()
+                except (ConnectionClosed, ProtocolError):
+                    return
+                if any(opcode == OP_CLOSE for opcode, _ in events):
+                    return
+
+    # ------------------------------------------------------------------ sending
+    def send_payload(self, payload: bytes) -> None:
+        """Queue one PDU (JSON bytes) for this client."""
+        if not self._closing:
+            self._enqueue(self.ws.encode_message(payload))
+
+    def send_ping(self) -> None:
+        if not self._closing:
+            self._enqueue(encode_frame(OP_PING, b""))
+
+    def _enqueue(self, frame: bytes) -> None:
+        self._queue.append(frame)
+        self._queued_bytes += len(frame)
+        if self._queued_bytes > self.broker.settings.send_queue_max_bytes and not self._closing:
+            self._on_slow_consumer()
+            return
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _on_slow_consumer(self) -> None:
+        limit = self.broker.settings.send_queue_max_bytes
+        log.warning("connection %s: slow consumer, over %d bytes queued; disconnecting", self.id, limit)
+        self.broker.stats.slow_consumer_disconnects += 1
+        self._queue.clear()
+        self._queued_bytes = 0
+        self.close(CLOSE_POLICY_VIOLATION, "slow consumer")
+
+    def _write_loop(self) -> None:
+        queue = self._queue
+        wake = self._wake
+        sock = self.ws.socket
+        try:
+            while True:
+                wake.wait()
+                wake.clear()
+                while queue:
+                    if len(queue) == 1:
+                        data = queue.popleft()
+                    else:
+                        data = b"".join(queue)
+                        queue.clear()
+                    self._queued_bytes = 0
+                    sock.sendall(data)
+                if self._closing:
+                    return
+        except OSError:
+            self.abort()
+
+    def _flush_and_stop_writer(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        writer = self._writer
+        if writer is not None and not writer.dead:
+            if not self._wake.is_set():
+                self._wake.set()
+            writer.join(timeout)
+            writer.kill(block=False)
+
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Start the closing handshake: our close frame goes after everything already queued."""
+        if self._closing:
+            return
+        self.close_code = code
+        self._enqueue(encode_close(code, reason))
+        self._closing = True
+        # A client that never answers our close frame (or never reads) is cut off after a while.
+        gevent.spawn_later(CLOSE_TIMEOUT * 2, self.abort)
+
+    def abort(self) -> None:
+        """Drop the TCP connection now (a dead or hopelessly slow client)."""
+        self._closing = True
+        try:
+            self.ws.socket.shutdown(2)
+        except OSError:
+            pass
+
+    def shutdown(self) -> None:
+        """Server shutdown: close with 1001 "going away" (PROTOCOL §1)."""
+        self.close(CLOSE_GOING_AWAY, "server shutting down")
+
+    # ------------------------------------------------------------------ state
+    def reset_subscriptions(self) -> None:
+        for sub in list(self.subscriptions.values()):
+            self.broker.engine.unsubscribe(sub)
+        self.subscriptions.clear()
+
+    def _cleanup(self) -> None:
+        self._closing = True
+        try:
+            self.reset_subscriptions()
+        finally:
+            if self._writer is not None:
+                self._writer.kill(block=False)
+            self.broker.connection_closed(self)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "app": self.app_key,
+            "role": self.role_name,
+            "remote_addr": self.remote_addr,
+            "connected_at": self.connected_at,
+            "subscriptions": len(self.subscriptions),
+        }
+
+    def send_fatal(self, reason: str) -> None:
+        self.send_payload(protocol.fatal(reason))
+        self.close(CLOSE_NORMAL, "bad_schema")

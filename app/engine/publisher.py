@@ -1,0 +1,184 @@
+"""One pipelined publisher per shard per process, with natural batching.
+
+Publishes queue up while the previous batch is on the wire; the next batch takes everything that queued
+(up to ``batch_max``). A lone publish therefore goes out at once, and under load batches grow by themselves:
+no timer, no fixed sleep. Each command's callback runs only once Redis has answered it, which is what lets
+the connection send ``rtm/publish/ok`` only for data Redis really holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from gevent.event import Event
+
+from ..resp import RedisAddress, RedisUnavailable, ReplyError, RespConnection, encode_command
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[Any], None]
+
+
+class ShardUnavailable(Exception):
+    """Passed to callbacks whose command could not be written to, or answered by, the shard."""
+
+
+UNAVAILABLE = ShardUnavailable("shard unavailable")
+
+
+class ShardPublisher:
+    def __init__(
+        self,
+        name: str,
+        address: RedisAddress,
+        scripts: dict[str, str],
+        batch_max: int = 2000,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.address = address
+        self.batch_max = batch_max
+        self.available = False
+        # Lua source by name; their SHA1s are filled in at every (re)connect by SCRIPT LOAD.
+        self.scripts = scripts
+        self.shas: dict[str, bytes] = {}
+        self._on_batch = on_batch  # (batch size, seconds on the wire), for metrics
+        self._queue: deque[tuple[bytes, Callback]] = deque()
+        self._in_flight = 0
+        self._wake = Event()
+        self._idle = Event()
+        self._idle.set()
+        self._connected = Event()
+        self._greenlet: gevent.Greenlet | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------------ API
+    def start(self) -> None:
+        self._greenlet = gevent.spawn(self._run)
+
+    def submit(self, command: bytes, callback: Callback) -> None:
+        """Queue one RESP command; ``callback(reply)`` gets the reply, a ReplyError or UNAVAILABLE."""
+        if not self.available or self._stopping:
+            callback(UNAVAILABLE)
+            return
+        self._queue.append((command, callback))
+        self._idle.clear()
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything queued has been answered (graceful shutdown)."""
+        return self._idle.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.drain(timeout)
+        self._stopping = True
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue) + self._in_flight
+
+    # ------------------------------------------------------------------ the greenlet
+    def _run(self) -> None:
+        delay = 0.05
+        while not self._stopping:
+            conn = RespConnection(self.address)
+            try:
+                conn.connect()
+                self._load_scripts(conn)
+            except (RedisUnavailable, ReplyError) as exc:
+                log.warning("shard %s: publisher cannot connect: %s", self.name, exc)
+                conn.close()
+                gevent.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.05
+            self.available = True
+            self._connected.set()
+            log.info("shard %s: publisher connected", self.name)
+            try:
+                self._pump(conn)
+            except RedisUnavailable as exc:
+                log.warning("shard %s: publisher lost its connection: %s", self.name, exc)
+            finally:
+                self.available = False
+                self._connected.clear()
+                conn.close()
+                self._fail_queued()
+
+    def _load_scripts(self, conn: RespConnection) -> None:
+        for name, source in self.scripts.items():
+            sha = conn.call("SCRIPT", "LOAD", source)
+            if isinstance(sha, ReplyError):
+                raise sha
+            self.shas[name] = sha
+
+    def _pump(self, conn: RespConnection) -> None:
+        queue = self._queue
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while queue:
+                count = min(len(queue), self.batch_max)
+                batch = [queue.popleft() for _ in range(count)]
+                self._in_flight = count
+                started = time.perf_counter()
+                try:
+                    conn.send(b"".join([command for command, _ in batch]))
+                    for index, (_command, callback) in enumerate(batch):
+                        reply = conn.read_reply()
+                        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+                            reply = self._retry_noscript(conn, _command)
+                        self._in_flight = count - index - 1
+                        _safe_call(callback, reply)
+                except RedisUnavailable:
+                    # Everything of this batch not yet answered fails: it may or may not be in Redis,
+                    # and the client gets an error, never a false ok.
+                    for _command, callback in batch[count - self._in_flight :]:
+                        _safe_call(callback, UNAVAILABLE)
+                    self._in_flight = 0
+                    raise
+                if self._on_batch is not None:
+                    self._on_batch(count, time.perf_counter() - started)
+            if not queue:
+                self._idle.set()
+
+    def _retry_noscript(self, conn: RespConnection, command: bytes) -> Any:
+        """Someone ran SCRIPT FLUSH: load the scripts again and resend this one command."""
+        log.warning("shard %s: scripts were flushed; reloading", self.name)
+        # Replies of the rest of the batch are still due on this connection, so the reload goes on a
+        # separate connection. A script's SHA1 depends only on its source: the command is resent as is.
+        side = RespConnection(self.address)
+        try:
+            side.connect()
+            self._load_scripts(side)
+            side.send(command)
+            return side.read_reply()
+        finally:
+            side.close()
+
+    def _fail_queued(self) -> None:
+        while self._queue:
+            _command, callback = self._queue.popleft()
+            _safe_call(callback, UNAVAILABLE)
+        self._idle.set()
+
+
+def _safe_call(callback: Callback, reply: Any) -> None:
+    try:
+        callback(reply)
+    except Exception:
+        log.exception("publish callback failed")
+
+
+__all__ = ["UNAVAILABLE", "ShardPublisher", "ShardUnavailable", "encode_command"]

@@ -1,0 +1,69 @@
+"""Per-app and per-connection limits: what each protects is written next to it. No I/O.
+
+A limit set on an app (:class:`app.models.AppSettings`) wins over the broker-wide default from
+:class:`app.settings.Settings`; 0 or unset means "no limit" for counts and rates.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .protocol import ActionError, ErrorCode
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .models import App
+    from .settings import Settings
+
+BURST_SECONDS = 2.0  # a rate limit lets a connection burst this many seconds' worth of publishes
+
+
+class Limits:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _app_value(self, app: App | None, name: str, default: float) -> float:
+        value = getattr(app.settings, name) if app is not None else None
+        return default if value is None else value
+
+    def check_publish(self, conn: Connection) -> None:
+        """Publish rate per connection (token bucket): protects Redis and every subscriber from one
+        runaway publisher."""
+        rate = self._app_value(conn.app, "publish_rate", self.settings.publish_rate)
+        if rate <= 0:
+            return
+        now = time.monotonic()
+        capacity = rate * BURST_SECONDS
+        if conn.publish_tokens_at == 0.0:
+            conn.publish_tokens = capacity
+        else:
+            conn.publish_tokens = min(capacity, conn.publish_tokens + (now - conn.publish_tokens_at) * rate)
+        conn.publish_tokens_at = now
+        if conn.publish_tokens < 1.0:
+            raise ActionError(f"publish rate over {rate:g}/s", ErrorCode.RATE_LIMITED)
+        conn.publish_tokens -= 1.0
+
+    def check_message_size(self, conn: Connection, size: int) -> None:
+        """Message size per app (never above the broker's frame limit): bounds Redis memory per message
+        and what every subscriber must receive."""
+        limit = self._app_value(conn.app, "max_message_size", 0)
+        if limit and size > limit:
+            raise ActionError(f"message of {size} bytes is over the limit of {int(limit)}", ErrorCode.MESSAGE_TOO_LARGE)
+
+    def check_subscriptions(self, conn: Connection) -> None:
+        """Subscriptions per connection: bounds the routing table and the fan-out one client can cause."""
+        limit = self._app_value(conn.app, "max_subscriptions", self.settings.max_subscriptions)
+        if limit and len(conn.subscriptions) >= limit:
+            raise ActionError(f"too many subscriptions (limit {int(limit)})", ErrorCode.SUBSCRIPTION_LIMIT)
+
+    def connection_refusal(self, app: App, app_connections: int, ip_connections: int) -> str | None:
+        """Why a new connection is refused, if it is: connections per app (one tenant cannot starve the
+        others) and per IP address (one host cannot exhaust file descriptors)."""
+        per_app = self._app_value(app, "max_connections", 0)
+        if per_app and app_connections >= per_app:
+            return f"app {app.key} is at its limit of {int(per_app)} connections"
+        per_ip = self._app_value(app, "max_connections_per_ip", self.settings.max_connections_per_ip)
+        if per_ip and ip_connections >= per_ip:
+            return f"this address is at its limit of {int(per_ip)} connections"
+        return None

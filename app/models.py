@@ -1,0 +1,188 @@
+"""The configuration data model shared by the broker and the admin panel.
+
+Plain values with dict round-trips; only :mod:`app.config_store` knows how they are laid out in Redis.
+Unknown keys in stored documents are ignored so that older brokers keep working with a newer panel.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+PERMISSIONS: tuple[str, ...] = ("publish", "subscribe", "unsubscribe", "read", "write", "delete", "admin")
+
+# The well-known apps of the Cobra tooling (`cobra health`, `cobra monitor`, the admin app).
+WELL_KNOWN_APPS: tuple[str, ...] = ("_health", "_pubsub", "_stats", "_admin")
+ADMIN_APP = "_admin"
+STATS_APP = "_stats"
+
+# App keys and role names travel in URLs, Redis keys and YAML: keep them to a safe alphabet.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def generate_secret(length: int = 32) -> str:
+    """A fresh role secret: 32 characters from a CSPRNG (as ``cobra init`` does)."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def generate_appkey() -> str:
+    return secrets.token_hex(16)
+
+
+def validate_name(kind: str, name: Any) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ValueError(f"{kind} must be 1-64 characters of letters, digits, '_', '.', '-'")
+    return name
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    secret: str
+    permissions: tuple[str, ...] = PERMISSIONS
+    # Glob patterns of channels this role may touch (PROTOCOL §4, "Better"); "*" = all.
+    channels: tuple[str, ...] = ("*",)
+    # During a rotation the previous secret keeps authenticating until this Unix time.
+    previous_secret: str | None = None
+    previous_secret_expires_at: float | None = None
+
+    def __post_init__(self) -> None:
+        validate_name("role name", self.name)
+        if not isinstance(self.secret, str) or not self.secret:
+            raise ValueError("a role needs a non-empty secret")
+        unknown = set(self.permissions) - set(PERMISSIONS)
+        if unknown:
+            raise ValueError(f"unknown permissions: {', '.join(sorted(unknown))}")
+        object.__setattr__(self, "permissions", tuple(p for p in PERMISSIONS if p in self.permissions))
+        channels = tuple(self.channels) or ("*",)
+        if not all(isinstance(c, str) and c for c in channels):
+            raise ValueError("channel patterns must be non-empty strings")
+        object.__setattr__(self, "channels", channels)
+
+    def secrets_valid_at(self, now: float) -> tuple[str, ...]:
+        if self.previous_secret and (self.previous_secret_expires_at or 0) > now:
+            return (self.secret, self.previous_secret)
+        return (self.secret,)
+
+    def rotated(self, new_secret: str, grace_seconds: float, now: float) -> Role:
+        return replace(
+            self,
+            secret=new_secret,
+            previous_secret=self.secret if grace_seconds > 0 else None,
+            previous_secret_expires_at=now + grace_seconds if grace_seconds > 0 else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["permissions"] = list(self.permissions)
+        data["channels"] = list(self.channels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Role:
+        data = dict(data)
+        data["permissions"] = tuple(data.get("permissions") or ())
+        data["channels"] = tuple(data.get("channels") or ("*",))
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class RepublishRule:
+    """Every message of the rule's FROM channel that matches is also published, projected, to ``target``."""
+
+    expression: str
+    target: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Per-app knobs; ``None`` means "the broker-wide default from :class:`app.settings.Settings`"."""
+
+    history_max_length: int | None = None
+    history_max_age: int | None = None
+    max_connections: int | None = None
+    max_connections_per_ip: int | None = None
+    max_subscriptions: int | None = None
+    publish_rate: float | None = None  # publishes per second per connection
+    max_message_size: int | None = None
+    republish_rules: tuple[RepublishRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "republish_rules" or value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{f.name} must be a non-negative number")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "republish_rules"}
+        data["republish_rules"] = [r.to_dict() for r in self.republish_rules]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AppSettings:
+        data = dict(data or {})
+        data["republish_rules"] = tuple(RepublishRule(**r) for r in data.get("republish_rules") or ())
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class App:
+    key: str
+    roles: dict[str, Role] = field(default_factory=dict)
+    settings: AppSettings = field(default_factory=AppSettings)
+
+    def __post_init__(self) -> None:
+        validate_name("app key", self.key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "roles": {name: role.to_dict() for name, role in self.roles.items()},
+            "settings": self.settings.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> App:
+        roles = {
+            name: Role.from_dict({**role, "name": name}) for name, role in (data.get("roles") or {}).items()
+        }
+        return cls(key=data["key"], roles=roles, settings=AppSettings.from_dict(data.get("settings") or {}))
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A Redis node carrying channels. The URL may hold a password (``redis://:pw@host``) or use TLS."""
+
+    name: str
+    url: str
+
+    def __post_init__(self) -> None:
+        validate_name("shard name", self.name)
+        if not isinstance(self.url, str) or not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("a shard URL starts with redis://, rediss:// or unix://")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ConfigSnapshot:
+    """Everything a broker needs from the config store, read in one go and swapped atomically."""
+
+    version: int = 0
+    apps: dict[str, App] = field(default_factory=dict)
+    shards: tuple[Shard, ...] = ()

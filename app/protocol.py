@@ -1,0 +1,172 @@
+"""The PDU envelope of PROTOCOL §2: parsing requests and shaping replies. No I/O.
+
+Requests are JSON objects ``{"action", "id"?, "body"?}``. Parsing either yields a :class:`Request` or a
+:class:`FatalError`, after which the connection sends ``bad_schema`` and closes with 1000. Replies are built
+here as bytes so every other module speaks in values, not in JSON fragments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+# Actions the broker understands; anything else is a fatal ``bad_schema`` (PROTOCOL §2).
+ACTIONS = frozenset(
+    {
+        "auth/handshake",
+        "auth/authenticate",
+        "rtm/publish",
+        "rtm/subscribe",
+        "rtm/unsubscribe",
+        "rtm/read",
+        "rtm/write",
+        "rtm/delete",
+        "admin/get_connections",
+        "admin/close_connection",
+    }
+)
+
+# A request without an id (or with a null one) is answered with id 1: every message the server sends must
+# carry a non-null id because the Python client dies on anything else (PROTOCOL §2).
+DEFAULT_ID = 1
+
+
+class ErrorCode:
+    """The stable ``code`` values of PROTOCOL §9."""
+
+    BAD_SCHEMA = "bad_schema"
+    NOT_AUTHENTICATED = "not_authenticated"
+    PERMISSION_DENIED = "permission_denied"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    INVALID_AUTH_METHOD = "invalid_auth_method"
+    EMPTY_MESSAGE = "empty_message"
+    MISSING_CHANNEL = "missing_channel"
+    INVALID_FILTER = "invalid_filter"
+    INVALID_POSITION = "invalid_position"
+    INVALID_BATCH_SIZE = "invalid_batch_size"
+    ALREADY_SUBSCRIBED = "already_subscribed"
+    NOT_SUBSCRIBED = "not_subscribed"
+    SUBSCRIPTION_LIMIT = "subscription_limit"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    RATE_LIMITED = "rate_limited"
+    SHARD_UNAVAILABLE = "shard_unavailable"
+    EXPIRED_POSITION = "expired_position"
+    UNKNOWN_CONNECTION = "unknown_connection"
+
+
+@dataclass(slots=True)
+class Request:
+    action: str
+    id: Any
+    body: dict[str, Any]
+    # Set when "body" was present but not an object: the request is answered with <action>/error.
+    body_error: str | None = None
+
+
+@dataclass(slots=True)
+class FatalError:
+    """The request cannot be understood at all; the reason goes to the client before the close."""
+
+    reason: str
+
+
+@dataclass(slots=True)
+class ActionError(Exception):
+    """A non-fatal error reply for the current request: ``<action>/error``."""
+
+    message: str
+    code: str
+    extra: dict[str, Any] | None = None
+
+
+def parse_request(data: bytes | str) -> Request | FatalError:
+    """Decode one incoming WebSocket message into a request (PROTOCOL §2)."""
+    try:
+        pdu = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return FatalError(f"invalid json: {exc}")
+    if not isinstance(pdu, dict):
+        return FatalError(f"a PDU must be a JSON object, not {_json_type(pdu)}")
+    action = pdu.get("action")
+    if not isinstance(action, str):
+        return FatalError("missing action" if action is None else "action must be a string")
+    if action not in ACTIONS:
+        return FatalError(f"unknown action: {action[:100]}")
+    pdu_id = pdu.get("id")
+    if pdu_id is None:
+        pdu_id = DEFAULT_ID
+    body = pdu.get("body")
+    if body is None:
+        body = {}
+    elif not isinstance(body, dict):
+        # Still a Request, so the caller can answer with a proper <action>/error carrying the id.
+        return Request(action, pdu_id, {}, body_error=f"body must be a JSON object, not {_json_type(body)}")
+    return Request(action, pdu_id, body)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    return "an object"
+
+
+def ok(action: str, pdu_id: Any, body: dict[str, Any] | None = None) -> bytes:
+    return orjson.dumps({"action": action + "/ok", "id": pdu_id, "body": body or {}})
+
+
+def error(action: str, pdu_id: Any, message: str, code: str, **extra: Any) -> bytes:
+    body: dict[str, Any] = {"error": message, "code": code}
+    body.update(extra)
+    return orjson.dumps({"action": action + "/error", "id": pdu_id, "body": body})
+
+
+def action_error(action: str, pdu_id: Any, exc: ActionError) -> bytes:
+    return error(action, pdu_id, exc.message, exc.code, **(exc.extra or {}))
+
+
+def fatal(reason: str) -> bytes:
+    """The last message before a 1000 close (PROTOCOL §2): the reference closes silently, we explain."""
+    return orjson.dumps(
+        {"action": "error", "id": DEFAULT_ID, "body": {"error": ErrorCode.BAD_SCHEMA, "reason": reason}}
+    )
+
+
+def subscription_error(subscription_id: Any, message: str, code: str, position: str | None) -> bytes:
+    """``rtm/subscription/error``: a subscription can no longer be served as asked (PROTOCOL §5)."""
+    return orjson.dumps(
+        {
+            "action": "rtm/subscription/error",
+            "id": DEFAULT_ID,
+            "body": {"subscription_id": subscription_id, "error": message, "code": code, "position": position},
+        }
+    )
+
+
+# --- subscription pushes -------------------------------------------------------------------------------
+# A push is assembled from byte pieces so the message itself is serialised once per publish, never once per
+# subscriber (PROTOCOL §2): only the per-subscription counter and id differ between subscribers.
+PUSH_HEAD = b'{"action":"rtm/subscription/data","id":'
+
+
+def push_subscription_part(subscription_id: Any) -> bytes:
+    """The per-subscription middle of a push, computed once per subscribe."""
+    return b',"body":{"subscription_id":' + orjson.dumps(subscription_id) + b","
+
+
+def push_tail(position: str, messages_json: bytes) -> bytes:
+    """The shared end of a push: ``messages_json`` is the comma-joined JSON of the batch's messages."""
+    return b'"position":"' + position.encode() + b'","messages":[' + messages_json + b"]}}"
+
+
+def push(counter: int, subscription_part: bytes, tail: bytes) -> bytes:
+    return b"".join((PUSH_HEAD, str(counter).encode(), subscription_part, tail))

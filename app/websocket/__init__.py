@@ -1,0 +1,54 @@
+"""RFC 6455/7692 on top of gevent-websocket: handshake, frames, deflate, and the upgraded socket.
+
+This package knows nothing about PDUs: it turns bytes into messages and messages into frames.
+"""
+
+from .frames import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_NORMAL,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_PROTOCOL_ERROR,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Event,
+    MessageReader,
+    ProtocolError,
+    encode_close,
+    encode_frame,
+    parse_close_payload,
+)
+from .handshake import HandshakeError, Upgrade, check_upgrade, is_websocket_request
+from .transport import ACCEPT_KEY, CobraWebSocketHandler, ConnectionClosed, WebSocket
+
+__all__ = [
+    "ACCEPT_KEY",
+    "CLOSE_GOING_AWAY",
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_MESSAGE_TOO_BIG",
+    "CLOSE_NORMAL",
+    "CLOSE_POLICY_VIOLATION",
+    "CLOSE_PROTOCOL_ERROR",
+    "OP_BINARY",
+    "OP_CLOSE",
+    "OP_PING",
+    "OP_PONG",
+    "OP_TEXT",
+    "CobraWebSocketHandler",
+    "ConnectionClosed",
+    "Event",
+    "HandshakeError",
+    "MessageReader",
+    "ProtocolError",
+    "Upgrade",
+    "WebSocket",
+    "check_upgrade",
+    "encode_close",
+    "encode_frame",
+    "is_websocket_request",
+    "parse_close_payload",
+]
