@@ -8,6 +8,6 @@ if len(sys.argv) > 1 and sys.argv[1] in ("run", "bench-server"):
 
     monkey.patch_all()
 
-from app.cli import main  # noqa: E402
+from app.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""What each action of PROTOCOL §3–5 does: validation, permission checks, the engine call, the reply.
+"""What each action of PROTOCOL §3 to §5 does: validation, permission checks, the engine call, the reply.
 
 A handler returns the reply (bytes), or None when the reply is sent later (publishes are acknowledged only
 once Redis holds them), and raises :class:`ActionError` for an ``<action>/error`` reply.
@@ -67,7 +67,9 @@ def _authorize(conn: Connection, action: str) -> None:
 def _check_channel(conn: Connection, action: str, channel: str) -> None:
     role = conn.role
     if role is not None and not auth.channel_allowed(role, channel):
-        raise ActionError(f'action "{action}": permission denied on channel {channel}', ErrorCode.PERMISSION_DENIED)
+        raise ActionError(
+            f'action "{action}": permission denied on channel {channel}', ErrorCode.PERMISSION_DENIED
+        )
 
 
 def _channel_key(conn: Connection, channel: str) -> str:
@@ -103,7 +105,14 @@ def handshake(conn: Connection, request: Request) -> bytes:
     return protocol.ok(
         request.action,
         request.id,
-        {"data": {"nonce": conn.nonce, "version": __version__, "connection_id": conn.id, "node": broker.node}},
+        {
+            "data": {
+                "nonce": conn.nonce,
+                "version": __version__,
+                "connection_id": conn.id,
+                "node": broker.node,
+            }
+        },
     )
 
 
@@ -179,7 +188,7 @@ def _publish_channels(body: dict[str, Any]) -> list[str]:
 class _PublishOutcome:
     """Collects the per-channel results of one publish and replies once all are in."""
 
-    __slots__ = ("conn", "error", "first_position", "pending", "request", "channels")
+    __slots__ = ("channels", "conn", "error", "first_position", "pending", "request")
 
     def __init__(self, conn: Connection, request: Request, channels: list[str]) -> None:
         self.conn = conn
@@ -215,19 +224,24 @@ def subscribe(conn: Connection, request: Request) -> bytes | None:
     filter_text = body.get("filter")
     stream_filter = None
     channel = _string_field(body, "channel")
+    # The id defaults to the channel the client named (the C++ SDK keys its callbacks by it), even when a
+    # filter's FROM clause decides which channel is actually followed.
+    subscription_id = _string_field(body, "subscription_id") or channel
     if filter_text is not None and filter_text != "":
         if not isinstance(filter_text, str):
             raise ActionError("filter must be a string", ErrorCode.INVALID_FILTER)
         try:
             stream_filter = compile_filter(
-                filter_text, max_length=broker.settings.filter_max_length, max_depth=broker.settings.filter_max_depth
+                filter_text,
+                max_length=broker.settings.filter_max_length,
+                max_depth=broker.settings.filter_max_depth,
             )
         except FilterError as exc:
             raise ActionError(
                 f"Invalid SQL expression {filter_text}", ErrorCode.INVALID_FILTER, {"reason": str(exc)}
             ) from None
         channel = stream_filter.channel  # the FROM channel decides what is subscribed
-    subscription_id = _string_field(body, "subscription_id") or channel
+    subscription_id = subscription_id or channel
     channel = channel or subscription_id
     if channel is None or subscription_id is None:
         raise ActionError("missing channel and subscription_id", ErrorCode.MISSING_CHANNEL)
@@ -239,14 +253,20 @@ def subscribe(conn: Connection, request: Request) -> bytes | None:
     batch_size = body.get("batch_size", 1)
     if batch_size is None:
         batch_size = 1
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or not 1 <= batch_size <= MAX_BATCH_SIZE
+    ):
         raise ActionError(f"Invalid batch_size: {batch_size}", ErrorCode.INVALID_BATCH_SIZE)
     _check_channel(conn, request.action, channel)
 
     existing = conn.subscriptions.get(subscription_id)
     if existing is not None:
         if body.get("force") is not True:
-            raise ActionError(f"subscription_id {subscription_id} is already in use", ErrorCode.ALREADY_SUBSCRIBED)
+            raise ActionError(
+                f"subscription_id {subscription_id} is already in use", ErrorCode.ALREADY_SUBSCRIBED
+            )
         broker.engine.unsubscribe(existing)
         del conn.subscriptions[subscription_id]
     broker.limits.check_subscriptions(conn)
@@ -289,7 +309,9 @@ def unsubscribe(conn: Connection, request: Request) -> bytes:
         raise ActionError(f"Invalid subscriptionId: {subscription_id}", ErrorCode.NOT_SUBSCRIBED)
     sub.flush()
     conn.broker.engine.unsubscribe(sub)
-    return protocol.ok(request.action, request.id, {"subscription_id": subscription_id, "position": sub.position})
+    return protocol.ok(
+        request.action, request.id, {"subscription_id": subscription_id, "position": sub.position}
+    )
 
 
 # --------------------------------------------------------------------------- key/value

@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 StartResponse = Any
 
 
-def plain_response(start_response: StartResponse, status: str, body: str, headers: Iterable = ()) -> list[bytes]:
+def plain_response(
+    start_response: StartResponse, status: str, body: str, headers: Iterable = ()
+) -> list[bytes]:
     data = body.encode()
     start_response(
         status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data))), *headers]
@@ -59,8 +61,14 @@ class Broker:
         self.cluster = Cluster(
             self.store.redis,
             self.node,
-            {"node": self.node, "pid": os.getpid(), "host": socket.gethostname(), "port": settings.port,
-             "started_at": self.started_at, "version": __version__},
+            {
+                "node": self.node,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "port": settings.port,
+                "started_at": self.started_at,
+                "version": __version__,
+            },
             lambda: self.connections,
             self._close_on_request,
         )
@@ -172,7 +180,10 @@ class Broker:
     def connection_closed(self, conn: Connection) -> None:
         if self.connections.pop(conn.id, None) is None:
             return
-        for counter, key in ((self.connections_per_app, conn.app_key), (self.connections_per_ip, conn.remote_addr)):
+        for counter, key in (
+            (self.connections_per_app, conn.app_key),
+            (self.connections_per_ip, conn.remote_addr),
+        ):
             counter[key] -= 1
             if counter[key] <= 0:
                 del counter[key]

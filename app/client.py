@@ -23,7 +23,9 @@ class CobraError(Exception):
 
     def __init__(self, reply: dict[str, Any]) -> None:
         body = reply.get("body") or {}
-        super().__init__(f"{reply.get('action')}: {body.get('error')} ({body.get('code') or body.get('reason')})")
+        super().__init__(
+            f"{reply.get('action')}: {body.get('error')} ({body.get('code') or body.get('reason')})"
+        )
         self.reply = reply
         self.body = body
         self.code = body.get("code")
@@ -55,6 +57,7 @@ class CobraClient:
             proxy=None,
             ping_interval=None,
             max_size=None,
+            legacy=True,  # a plain connection object, not a context manager
         )
         self.pushes: deque[dict[str, Any]] = deque()
         self._ids = itertools.count(1)
@@ -78,7 +81,9 @@ class CobraClient:
     def receive(self, timeout: float | None = None) -> dict[str, Any]:
         return orjson.loads(self.ws.recv(timeout=self.timeout if timeout is None else timeout))
 
-    def request(self, action: str, body: dict[str, Any] | None = None, *, check: bool = True) -> dict[str, Any]:
+    def request(
+        self, action: str, body: dict[str, Any] | None = None, *, check: bool = True
+    ) -> dict[str, Any]:
         """Send one request and return its reply; pushes that arrive meanwhile are kept for later."""
         pdu_id = next(self._ids)
         self.send({"action": action, "id": pdu_id, "body": body or {}})

@@ -111,7 +111,9 @@ class Cluster:
     def connection_ids(self, app_key: str | None) -> list[str]:
         """All connection ids in scope: this process's exactly, the others' as last flushed."""
         local = {
-            cid for cid, conn in self.local_connections().items() if app_key is None or conn.app_key == app_key
+            cid
+            for cid, conn in self.local_connections().items()
+            if app_key is None or conn.app_key == app_key
         }
         try:
             remote = {

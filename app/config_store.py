@@ -27,7 +27,16 @@ import orjson
 import redis
 import yaml
 
-from .models import PERMISSIONS, WELL_KNOWN_APPS, App, AppSettings, ConfigSnapshot, Role, Shard, generate_secret
+from .models import (
+    PERMISSIONS,
+    WELL_KNOWN_APPS,
+    App,
+    AppSettings,
+    ConfigSnapshot,
+    Role,
+    Shard,
+    generate_secret,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +170,9 @@ class ConfigStore:
 
 def _well_known_app(key: str) -> App:
     role_name = key.lstrip("_")
-    return App(key=key, roles={role_name: Role(name=role_name, secret=generate_secret(), permissions=PERMISSIONS)})
+    return App(
+        key=key, roles={role_name: Role(name=role_name, secret=generate_secret(), permissions=PERMISSIONS)}
+    )
 
 
 def _parse_shards(raw: bytes | None) -> tuple[Shard, ...]:
@@ -199,7 +210,9 @@ def parse_apps_yaml(text: str) -> list[App]:
                     permissions=tuple(role.get("permissions") or ()),
                     channels=tuple(role.get("channels") or ("*",)),
                 )
-            apps.append(App(key=str(key), roles=roles, settings=AppSettings.from_dict(spec.get("settings") or {})))
+            apps.append(
+                App(key=str(key), roles=roles, settings=AppSettings.from_dict(spec.get("settings") or {}))
+            )
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"app {key!r}: {exc}") from None
     return apps

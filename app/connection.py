@@ -46,6 +46,7 @@ CLOSE_TIMEOUT = 2.0  # seconds we wait for the client's close frame after sendin
 
 class Connection:
     __slots__ = (
+        "__weakref__",
         "_closing",
         "_queue",
         "_queued_bytes",
@@ -67,10 +68,11 @@ class Connection:
         "role_name",
         "subscriptions",
         "ws",
-        "__weakref__",
     )
 
-    def __init__(self, broker: Broker, ws: WebSocket, connection_id: str, app_key: str, remote_addr: str) -> None:
+    def __init__(
+        self, broker: Broker, ws: WebSocket, connection_id: str, app_key: str, remote_addr: str
+    ) -> None:
         self.broker = broker
         self.ws = ws
         self.id = connection_id
@@ -132,7 +134,7 @@ class Connection:
             self.last_received = time.monotonic()
             self.ping_sent = False
             for opcode, payload in events:
-                if opcode == OP_TEXT or opcode == OP_BINARY:
+                if opcode in (OP_TEXT, OP_BINARY):
                     if not self._closing:  # after our close frame, data is ignored (RFC 6455 §1.4)
                         dispatch(self, payload)
                 elif opcode == OP_PING:

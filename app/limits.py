@@ -49,7 +49,9 @@ class Limits:
         and what every subscriber must receive."""
         limit = self._app_value(conn.app, "max_message_size", 0)
         if limit and size > limit:
-            raise ActionError(f"message of {size} bytes is over the limit of {int(limit)}", ErrorCode.MESSAGE_TOO_LARGE)
+            raise ActionError(
+                f"message of {size} bytes is over the limit of {int(limit)}", ErrorCode.MESSAGE_TOO_LARGE
+            )
 
     def check_subscriptions(self, conn: Connection) -> None:
         """Subscriptions per connection: bounds the routing table and the fan-out one client can cause."""

@@ -147,7 +147,12 @@ def subscription_error(subscription_id: Any, message: str, code: str, position: 
         {
             "action": "rtm/subscription/error",
             "id": DEFAULT_ID,
-            "body": {"subscription_id": subscription_id, "error": message, "code": code, "position": position},
+            "body": {
+                "subscription_id": subscription_id,
+                "error": message,
+                "code": code,
+                "position": position,
+            },
         }
     )
 

@@ -88,7 +88,9 @@ class RespConnection:
         self._reader = hiredis.Reader()
         handshake: list[tuple[Any, ...]] = []
         if addr.password:
-            handshake.append(("AUTH", addr.username, addr.password) if addr.username else ("AUTH", addr.password))
+            handshake.append(
+                ("AUTH", addr.username, addr.password) if addr.username else ("AUTH", addr.password)
+            )
         if addr.db:
             handshake.append(("SELECT", addr.db))
         for command in handshake:

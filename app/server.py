@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import gevent
@@ -63,7 +63,7 @@ class CobraApplication:
         if path == "/version/":
             return plain_response(start_response, "200 OK", f"{__version__}\n")
         if path == "/":
-            started = datetime.fromtimestamp(self.broker.started_at, timezone.utc).isoformat(timespec="seconds")
+            started = datetime.fromtimestamp(self.broker.started_at, UTC).isoformat(timespec="seconds")
             banner = f"cobra-broker {__version__}\nnode: {self.broker.node}\nstarted: {started}\n"
             return plain_response(start_response, "200 OK", banner)
         return plain_response(start_response, "404 Not Found", "KO\n")

@@ -63,9 +63,11 @@ class Settings:
         0.1, "seconds after which a partial subscription batch (batch_size > 1) is flushed"
     )
 
-    filter_max_length: int = _knob(4096, "longest StreamSQL filter accepted, in characters")
+    filter_max_length: int = _knob(2048, "longest StreamSQL filter accepted, in characters")
     filter_max_depth: int = _knob(32, "deepest nesting of a StreamSQL WHERE clause accepted")
-    max_connections_per_ip: int = _knob(0, "connections one IP address may hold (0 = unlimited); apps may override")
+    max_connections_per_ip: int = _knob(
+        0, "connections one IP address may hold (0 = unlimited); apps may override"
+    )
     publish_rate: float = _knob(
         0.0, "publishes per second one connection may make, bursts of 2 s allowed (0 = unlimited)"
     )
@@ -146,6 +148,14 @@ def add_settings_arguments(parser: argparse.ArgumentParser, names: list[str] | N
 def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
     names = _field_map()
     return Settings.from_env(environ, **{k: v for k, v in vars(args).items() if k in names})
+
+
+def settings_table() -> str:
+    """The configuration table of the README, in Markdown."""
+    rows = ["| flag | environment | default | what it does |", "|---|---|---|---|"]
+    for flag, env, default, text in describe_settings():
+        rows.append(f"| `{flag}` | `{env}` | `{default}` | {text} |")
+    return "\n".join(rows)
 
 
 def describe_settings() -> list[tuple[str, str, str, str]]:

@@ -16,7 +16,9 @@ DEFAULT_ENDPOINT = "ws://127.0.0.1:8765/v2"
 
 
 def add_client_arguments(parser: argparse.ArgumentParser, appkey: str, role: str) -> None:
-    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help=f"broker URL (default {DEFAULT_ENDPOINT})")
+    parser.add_argument(
+        "--endpoint", default=DEFAULT_ENDPOINT, help=f"broker URL (default {DEFAULT_ENDPOINT})"
+    )
     parser.add_argument("--appkey", default=appkey, help=f"app key (default {appkey})")
     parser.add_argument("--rolename", default=role, help=f"role (default {role})")
     parser.add_argument(
@@ -36,10 +38,12 @@ def register(commands: Any) -> None:
     sub = commands.add_parser("subscribe", help="print the messages of a channel, one JSON line each")
     add_client_arguments(sub, "_pubsub", "pubsub")
     sub.add_argument("--channel", help="channel (optional when --filter names one)")
-    sub.add_argument("--filter", help="StreamSQL, e.g. \"select data.fps from `engine_fps_id`\"")
+    sub.add_argument("--filter", help='StreamSQL, e.g. "select data.fps from `engine_fps_id`"')
     sub.add_argument("--position", help="resume after this position; 0-0 for all retained history")
     sub.add_argument("--count", type=int, default=0, help="exit after this many messages (0 = never)")
-    sub.add_argument("--timeout", type=float, default=0, help="exit 1 after this many silent seconds (0 = never)")
+    sub.add_argument(
+        "--timeout", type=float, default=0, help="exit 1 after this many silent seconds (0 = never)"
+    )
     sub.set_defaults(handler=subscribe_command)
 
     health = commands.add_parser("health", help="check a broker end to end (exit 0 when healthy)")
@@ -69,7 +73,11 @@ def publish_command(args: argparse.Namespace) -> int:
         return fail(str(exc))
     sent = 0
     with client:
-        lines = [args.data] * args.repeat if args.data is not None else (line for line in sys.stdin if line.strip())
+        lines = (
+            [args.data] * args.repeat
+            if args.data is not None
+            else (line for line in sys.stdin if line.strip())
+        )
         started = time.monotonic()
         for line in lines:
             try:
@@ -82,7 +90,11 @@ def publish_command(args: argparse.Namespace) -> int:
                 return fail(str(exc))
             sent += 1
             if sent % 1000 == 0:
-                print(f"\r{sent} published ({sent / (time.monotonic() - started):.0f}/s)", end="", file=sys.stderr)
+                print(
+                    f"\r{sent} published ({sent / (time.monotonic() - started):.0f}/s)",
+                    end="",
+                    file=sys.stderr,
+                )
     print(f"published {sent} message(s) to {args.channel}", file=sys.stderr)
     return 0
 
@@ -92,9 +104,14 @@ def subscribe_command(args: argparse.Namespace) -> int:
         return fail("give --channel or --filter")
     try:
         client = _connect(args)
-        client.subscribe(args.channel, filter=args.filter, position=args.position)
+        reply = client.subscribe(args.channel, filter=args.filter, position=args.position)
     except (OSError, LookupError, CobraError) as exc:
         return fail(str(exc))
+    print(
+        f"subscribed to {reply.get('channel')} at position {reply.get('position')}",
+        file=sys.stderr,
+        flush=True,
+    )
     received = 0
     with client:
         while not args.count or received < args.count:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..config_store import ConfigError, dump_apps_yaml
 from ..models import WELL_KNOWN_APPS
+from ..settings import settings_table
 from .common import add_store_arguments, fail, open_store
 
 
@@ -25,6 +26,9 @@ def register(commands: Any) -> None:
     exp = commands.add_parser("export-config", help="print the config store as a Cobra apps.yaml")
     add_store_arguments(exp)
     exp.set_defaults(handler=export_command)
+
+    table = commands.add_parser("settings", help="print every setting with its flag, variable and default")
+    table.set_defaults(handler=lambda args: print(settings_table()))
 
 
 def init_command(args: argparse.Namespace) -> int:

@@ -129,8 +129,10 @@ class Engine:
     def configure(self, shards: Iterable[Shard], default_url: str) -> int:
         """Use ``shards`` (or the config Redis alone when empty); returns how many local channels moved."""
         wanted = {s.name: s for s in shards} or {DEFAULT_SHARD: Shard(DEFAULT_SHARD, default_url)}
-        if self.ring is not None and list(self.ring.names) == list(wanted) and all(
-            self.links[name].shard == shard for name, shard in wanted.items()
+        if (
+            self.ring is not None
+            and list(self.ring.names) == list(wanted)
+            and all(self.links[name].shard == shard for name, shard in wanted.items())
         ):
             return 0
         old_links = self.links
@@ -273,10 +275,14 @@ class Engine:
             entries, expired_at = resume_plan(link.client, sub.key, position, policy, REPLAY_LIMIT)
         except redis.RedisError:
             sub.finish_sync([])
-            self._notify(sub, "shard unavailable: history could not be read", ErrorCode.SHARD_UNAVAILABLE, position)
+            self._notify(
+                sub, "shard unavailable: history could not be read", ErrorCode.SHARD_UNAVAILABLE, position
+            )
             return
         if expired_at is not None:
-            self._notify(sub, f"position {position} is no longer available", ErrorCode.EXPIRED_POSITION, expired_at)
+            self._notify(
+                sub, f"position {position} is no longer available", ErrorCode.EXPIRED_POSITION, expired_at
+            )
         sub.finish_sync(_prepare(sub, entries))
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -299,7 +305,10 @@ class Engine:
                 route.down = True
                 for sub in route.subscriptions():
                     self._notify(
-                        sub, f"shard {link.name} is unavailable", ErrorCode.SHARD_UNAVAILABLE, route.last_position
+                        sub,
+                        f"shard {link.name} is unavailable",
+                        ErrorCode.SHARD_UNAVAILABLE,
+                        route.last_position,
                     )
 
     def _on_channel_live(self, link: ShardLink, channel: bytes) -> None:
@@ -316,11 +325,15 @@ class Engine:
         entries: list[tuple[str, bytes]] = []
         if route.last_position is not None:
             try:
-                entries = entries_after(route.link.client, route.key.decode(), route.last_position, REPLAY_LIMIT)
+                entries = entries_after(
+                    route.link.client, route.key.decode(), route.last_position, REPLAY_LIMIT
+                )
             except redis.RedisError as exc:
                 log.warning("shard %s: could not fill the gap of %r: %s", route.link.name, route.key, exc)
         if entries:
-            log.info("shard %s: replayed %d message(s) missed on %r", route.link.name, len(entries), route.key)
+            log.info(
+                "shard %s: replayed %d message(s) missed on %r", route.link.name, len(entries), route.key
+            )
         for sub in subs:
             sub.finish_sync(_prepare(sub, entries))
 

@@ -9,6 +9,7 @@ in neither, which is what makes resuming from a position exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import redis
 
 from ..subscription import parse_position
@@ -52,7 +53,9 @@ class HistoryPolicy:
         return b"%d" % (self.max_age * 1000)
 
 
-def publish_command(sha: bytes, key: bytes, message: bytes, policy: HistoryPolicy, deliver: bool = True) -> bytes:
+def publish_command(
+    sha: bytes, key: bytes, message: bytes, policy: HistoryPolicy, deliver: bool = True
+) -> bytes:
     """``EVALSHA <sha> 1 <key> <message> <maxlen> <maxage_ms> <deliver>`` in RESP, built without a loop."""
     maxlen = policy.stored_length
     maxage = policy.max_age_ms

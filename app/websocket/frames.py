@@ -111,8 +111,16 @@ def compress_message(payload: bytes, window_bits: int) -> bytes:
 class MessageReader:
     """Incremental parser of client frames: ``feed(bytes)`` then ``events()``."""
 
-    __slots__ = ("_buffer", "_decompressor", "_deflate", "_fragments", "_fragments_size",
-                 "_message_compressed", "_message_opcode", "max_message_size")
+    __slots__ = (
+        "_buffer",
+        "_decompressor",
+        "_deflate",
+        "_fragments",
+        "_fragments_size",
+        "_message_compressed",
+        "_message_opcode",
+        "max_message_size",
+    )
 
     def __init__(self, max_message_size: int, deflate: DeflateParams | None = None) -> None:
         self.max_message_size = max_message_size

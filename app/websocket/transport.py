@@ -34,7 +34,15 @@ class WebSocket:
     greenlet that produced the data.
     """
 
-    __slots__ = ("_compress_min_size", "_leftover", "_reader", "_window_bits", "deflate", "socket", "subprotocol")
+    __slots__ = (
+        "_compress_min_size",
+        "_leftover",
+        "_reader",
+        "_window_bits",
+        "deflate",
+        "socket",
+        "subprotocol",
+    )
 
     def __init__(
         self,

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install everything the tests need, then lint and run the whole test suite.
+# Extra arguments go to pytest, e.g.: scripts/test.sh -k websocket -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh requirements-dev.txt
+scripts/install-browser.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/python -m pytest "$@"
