@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 2.0  # seconds we wait for the client's close frame after sending ours (RFC 6455 §7.1.1)
+# A writer greenlet costs ~11 KiB while parked: it ends after this long without anything to write and is
+# started again by the next frame, so idle connections cost no writer at all.
+WRITER_IDLE_TIMEOUT = 5.0
 
 
 class Connection:
@@ -114,7 +117,6 @@ class Connection:
 
     # ------------------------------------------------------------------ the reader loop
     def run(self) -> None:
-        self._writer = gevent.spawn(self._write_loop)
         try:
             self._read_loop()
         finally:
@@ -183,7 +185,9 @@ class Connection:
         if self._queued_bytes > self.broker.settings.send_queue_max_bytes and not self._closing:
             self._on_slow_consumer()
             return
-        if not self._wake.is_set():
+        if self._writer is None:
+            self._writer = gevent.spawn(self._write_loop)
+        elif not self._wake.is_set():
             self._wake.set()
 
     def _on_slow_consumer(self) -> None:
@@ -200,9 +204,9 @@ class Connection:
         sock = self.ws.socket
         try:
             while True:
-                wake.wait()
                 wake.clear()
                 while queue:
+                    # Everything queued since the last write goes out in one system call.
                     if len(queue) == 1:
                         data = queue.popleft()
                     else:
@@ -212,11 +216,16 @@ class Connection:
                     sock.sendall(data)
                 if self._closing:
                     return
+                if not wake.wait(WRITER_IDLE_TIMEOUT) and not queue:
+                    self._writer = None  # parked too long: the next frame starts a new writer
+                    return
         except OSError:
             self.abort()
 
     def _flush_and_stop_writer(self, timeout: float = CLOSE_TIMEOUT) -> None:
         writer = self._writer
+        if writer is None and self._queue:
+            writer = self._writer = gevent.spawn(self._write_loop)
         if writer is not None and not writer.dead:
             if not self._wake.is_set():
                 self._wake.set()
