@@ -15,6 +15,7 @@ import orjson
 
 from . import __version__, auth, protocol
 from .engine import EngineError
+from .engine.history import channel_key
 from .protocol import ActionError, ErrorCode, FatalError, Request
 from .stream_sql import FilterError, compile_filter
 from .subscription import Subscription, parse_position
@@ -73,7 +74,7 @@ def _check_channel(conn: Connection, action: str, channel: str) -> None:
 
 
 def _channel_key(conn: Connection, channel: str) -> str:
-    return f"{conn.app_key}::{channel}"
+    return channel_key(conn.app_key, channel)
 
 
 def _string_field(body: dict[str, Any], name: str) -> str | None:

@@ -75,7 +75,7 @@ def create_application(settings: Settings, redis_url: str) -> CobraApplication:
         from admin import create_admin_app
     except ImportError:  # the admin panel is optional
         return application
-    application.mount("/admin/", create_admin_app(settings, redis_url, application.broker))
+    application.mount("/admin/", create_admin_app(settings, redis_url))
     return application
 
 

@@ -32,6 +32,17 @@ SCRIPTS = {"publish": PUBLISH_SCRIPT}
 START = "0-0"
 
 
+def channel_key(app_key: str, channel: str) -> str:
+    """The Redis stream and Pub/Sub channel of an app's channel."""
+    return f"{app_key}::{channel}"
+
+
+def split_published(payload: bytes) -> tuple[str, bytes]:
+    """A Pub/Sub payload as the publish script sends it: ``b"<position> <message json>"``."""
+    position, _, message = payload.partition(b" ")
+    return position.decode(), message
+
+
 @dataclass(frozen=True)
 class HistoryPolicy:
     """How much of a channel is kept. ``max_length == 0`` means no replay (pure Pub/Sub); the stream
