@@ -197,9 +197,8 @@ class _Generator:
                     return f"(type(_v := {value}) is str and {text} in _v)"
                 method = "startswith" if parts[-1] is _ANY else "endswith"
                 return f"(type(_v := {value}) is str and _v.{method}({text}))"
-        regex = "".join(".*" if p is _ANY else "." if p is _ONE else re.escape(p) for p in parts)
-        fullmatch = self.constant(re.compile(regex, re.DOTALL).fullmatch)
-        return f"(type(_v := {value}) is str and {fullmatch}(_v) is not None)"
+        matcher = self.constant(like_matcher(parts))
+        return f"(type(_v := {value}) is str and {matcher}(_v))"
 
 
 def _like_parts(pattern: str) -> list[Any]:
@@ -222,3 +221,46 @@ def _like_parts(pattern: str) -> list[Any]:
         else:
             parts.append(char)
     return parts
+
+
+def like_matcher(parts: list[Any]) -> Callable[[str], bool]:
+    """A whole-string glob matcher for LIKE patterns with wildcards, in linear time.
+
+    A regex such as ``.*a.*a.*a.*b`` backtracks polynomially (a pattern with k wildcards costs O(n^k) on a
+    long string that does not match), and one subscriber's filter runs on every message of its channel in the
+    broker's routing greenlet. Here the pattern is cut at each ``%`` into fixed-length segments (literal runs
+    and ``_``): the first is matched at the start, the last at the end, and the ones between at their
+    leftmost position, which is always enough for glob matching. Each segment is a regex without repetition.
+    """
+    segments: list[list[Any]] = [[]]
+    for part in parts:
+        if part is _ANY:
+            segments.append([])
+        else:
+            segments[-1].append(part)
+    compiled = [
+        (
+            re.compile("".join("." if p is _ONE else re.escape(p) for p in seg), re.DOTALL),
+            sum(1 if p is _ONE else len(p) for p in seg),
+        )
+        for seg in segments
+    ]
+    if len(compiled) == 1:  # no %: one fixed-length pattern for the whole string
+        whole = compiled[0][0].fullmatch
+        return lambda s: whole(s) is not None
+    (first, first_len), middle, (last, last_len) = compiled[0], compiled[1:-1], compiled[-1]
+
+    def match(s: str) -> bool:
+        end = len(s) - last_len
+        if end < first_len or (first_len and first.match(s) is None) or last.match(s, end) is None:
+            return False
+        pos = first_len
+        for segment, length in middle:
+            if length:
+                found = segment.search(s, pos, end)
+                if found is None:
+                    return False
+                pos = found.end()
+        return True
+
+    return match

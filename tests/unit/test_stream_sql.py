@@ -722,3 +722,26 @@ def test_swapping_operands_mirrors_the_operator(left, op, right, value):
 def test_not_equal_is_always_the_negation_of_equal(left, right, a, b):
     message = {"a": a, "b": b}
     assert where(f"{left} != {right}", message) is (not where(f"{left} = {right}", message))
+
+
+def test_like_with_many_wildcards_runs_in_linear_time():
+    # With a backtracking regex this pattern costs O(n^9) on a 200 kB string that does not match: a hang.
+    pattern = "%a%a%a%a%a%a%a%a%b"
+    assert not where(f"s LIKE '{pattern}'", {"s": "a" * 200_000})
+    assert where(f"s LIKE '{pattern}'", {"s": "a" * 200_000 + "b"})
+
+
+@given(
+    pattern=st.text(alphabet="ab%_", max_size=8),
+    subject=st.text(alphabet="ab", max_size=10),
+)
+def test_like_matcher_agrees_with_the_regex_definition(pattern, subject):
+    import re
+
+    from app.stream_sql.codegen import _ANY, _ONE, _like_parts, like_matcher
+
+    parts = _like_parts(pattern)
+    if _ANY not in parts and _ONE not in parts:
+        return  # no wildcard: the substring rule applies instead
+    regex = "".join(".*" if p is _ANY else "." if p is _ONE else re.escape(p) for p in parts)
+    assert like_matcher(parts)(subject) == (re.fullmatch(regex, subject, re.DOTALL) is not None)
