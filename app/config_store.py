@@ -14,11 +14,25 @@ key                            type     content
 Every write bumps the version and announces it, in the same MULTI; brokers reload on the announcement and,
 as a safety net, whenever a periodic check sees a newer version (a notification can be missed while a
 connection is down).
+
+The admin panel keeps its own state next to it. Brokers never read these keys, so writing them bumps no
+version and announces nothing:
+
+=====================================  =======  ==============================================================
+key                                    type     content
+=====================================  =======  ==============================================================
+``cobra:admin:users``                  hash     user name → JSON {name, password_hash, session_epoch, ...}
+``cobra:admin:secret_key``             string   the panel's Flask SECRET_KEY, made once, shared by all workers
+``cobra:admin:throttle:<kind>:<id>``   string   failed logins per user name / per IP, expiring with the window
+``cobra:admin:audit``                  stream   one entry per admin change {ts, user, ip, action, app, target,
+                                                details}, capped at ``AUDIT_MAX_ENTRIES``; never a secret
+=====================================  =======  ==============================================================
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -44,6 +58,13 @@ VERSION_KEY = "cobra:config:version"
 APPS_KEY = "cobra:config:apps"
 SHARDS_KEY = "cobra:config:shards"
 CHANGES_CHANNEL = "cobra:config:changes"
+
+ADMIN_USERS_KEY = "cobra:admin:users"
+PANEL_SECRET_KEY = "cobra:admin:secret_key"
+THROTTLE_PREFIX = "cobra:admin:throttle:"
+AUDIT_KEY = "cobra:admin:audit"
+# ~10,000 entries of a few hundred bytes: a few MB of Redis memory for months of admin activity.
+AUDIT_MAX_ENTRIES = 10_000
 
 
 class ConfigError(ValueError):
@@ -143,6 +164,92 @@ class ConfigStore:
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(SHARDS_KEY, orjson.dumps([s.to_dict() for s in shards]))
             return self._commit(pipe)
+
+    def add_app(self, app: App) -> int:
+        """Create ``app``; ConfigError when the key is taken (``put_app`` would silently replace it)."""
+        while True:
+            with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(APPS_KEY)
+                    if pipe.hexists(APPS_KEY, app.key):
+                        raise ConfigError(f"app {app.key!r} already exists")
+                    pipe.multi()
+                    pipe.hset(APPS_KEY, app.key, orjson.dumps(app.to_dict()))
+                    return self._commit(pipe)
+                except redis.WatchError:
+                    continue
+
+    # ------------------------------------------------------------------ admin panel state (not broker config)
+    # Admin users, login throttling, the panel's secret key and the audit log. Brokers never read these,
+    # so none of the writes below bumps the config version. Records are opaque JSON documents here:
+    # admin/users.py decides what a user is and hashes passwords before they arrive.
+    def admin_users(self) -> dict[str, dict[str, Any]]:
+        return {name.decode(): orjson.loads(raw) for name, raw in self.redis.hgetall(ADMIN_USERS_KEY).items()}
+
+    def admin_user(self, name: str) -> dict[str, Any] | None:
+        raw = self.redis.hget(ADMIN_USERS_KEY, name)
+        return orjson.loads(raw) if raw else None
+
+    def put_admin_user(self, record: dict[str, Any]) -> None:
+        self.redis.hset(ADMIN_USERS_KEY, record["name"], orjson.dumps(record))
+
+    def add_first_admin_user(self, record: dict[str, Any]) -> bool:
+        """Store ``record`` only if there is no admin user yet (two processes starting at once make one)."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(ADMIN_USERS_KEY)
+                if pipe.hlen(ADMIN_USERS_KEY):
+                    return False
+                pipe.multi()
+                pipe.hset(ADMIN_USERS_KEY, record["name"], orjson.dumps(record))
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False  # someone else created a user meanwhile
+
+    def delete_admin_user(self, name: str) -> bool:
+        return bool(self.redis.hdel(ADMIN_USERS_KEY, name))
+
+    def panel_secret_key(self) -> str:
+        """The Flask SECRET_KEY: made by whichever process asks first, then shared by every process, so a
+        session cookie signed by one gunicorn worker is valid on the others and across restarts."""
+        self.redis.set(PANEL_SECRET_KEY, secrets.token_hex(32), nx=True)
+        return self.redis.get(PANEL_SECRET_KEY).decode()
+
+    def login_failures(self, keys: Iterable[str]) -> list[tuple[int, int]]:
+        """(failures, seconds until they are forgotten) per throttle key (``user:<id>`` or ``ip:<addr>``)."""
+        keys = [THROTTLE_PREFIX + k for k in keys]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.get(key).ttl(key)
+            results = pipe.execute()
+        return [(int(results[i] or 0), max(int(results[i + 1]), 0)) for i in range(0, len(results), 2)]
+
+    def record_login_failure(self, keys: Iterable[str], window_seconds: int) -> None:
+        """Count one failure on each key; a key is forgotten ``window_seconds`` after its first failure."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            for key in keys:
+                # SET NX EX then INCR keeps the first failure's expiry (EXPIRE NX needs Redis 7).
+                pipe.set(THROTTLE_PREFIX + key, 0, ex=window_seconds, nx=True).incr(THROTTLE_PREFIX + key)
+            pipe.execute()
+
+    def clear_login_failures(self, keys: Iterable[str]) -> None:
+        keys = [THROTTLE_PREFIX + k for k in keys]
+        if keys:
+            self.redis.delete(*keys)
+
+    def append_audit(self, entry: dict[str, str]) -> str:
+        """Append one audit entry (flat strings); the oldest fall off beyond ``AUDIT_MAX_ENTRIES``."""
+        return self.redis.xadd(AUDIT_KEY, entry, maxlen=AUDIT_MAX_ENTRIES, approximate=True).decode()
+
+    def audit_entries(self, count: int, before: str | None = None) -> list[tuple[str, dict[str, str]]]:
+        """Newest first: up to ``count`` entries strictly older than the entry id ``before``."""
+        high = f"({before}" if before else "+"
+        entries = self.redis.xrevrange(AUDIT_KEY, max=high, min="-", count=count)
+        return [
+            (entry_id.decode(), {k.decode(): v.decode(errors="replace") for k, v in fields_.items()})
+            for entry_id, fields_ in entries
+        ]
 
     # ------------------------------------------------------------------ well-known apps and YAML
     def ensure_well_known_apps(self) -> dict[str, App]:

@@ -1,0 +1,161 @@
+"""Logging in and out, the "every page needs a user" rule, session expiry and login throttling.
+
+Throttling counts failed logins per user name and per client IP in Redis (so every worker and process sees
+the same counts). Once either count reaches its limit, logins for that name or from that IP are refused
+without even checking the password until the window has passed — which also keeps password hashing, the
+expensive part, out of an attacker's reach.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import LoginManager, current_user, login_user, logout_user
+
+from .context import audit, client_ip, store
+from .forms import EmptyForm, LoginForm
+from .users import AdminUser, check_credentials, load_user
+
+bp = Blueprint("auth", __name__)
+login_manager = LoginManager()
+PUBLIC_ENDPOINTS = {"auth.login", "static"}
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in."
+    login_manager.login_message_category = "info"
+    app.register_blueprint(bp)
+    app.before_request(_require_user)
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> AdminUser | None:
+    return load_user(store(), user_id)
+
+
+@login_manager.unauthorized_handler
+def _unauthorized() -> Any:
+    if _wants_json():
+        return jsonify(error="not logged in"), 401
+    flash(login_manager.login_message, "info")
+    return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+
+
+def _wants_json() -> bool:
+    """Scripts (fetch with ``Accept: application/json``, EventSource) get a 401 they can act on instead of
+    the login page's HTML."""
+    return request.accept_mimetypes.best in ("application/json", "text/event-stream")
+
+
+def _require_user() -> Any:
+    """Every endpoint but login and static files needs a logged-in user whose session has not expired.
+    One rule at the application level, so a new view cannot forget it."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    logged_in_at = session.get("logged_in_at", 0)
+    if time.time() - logged_in_at > current_app.config["ADMIN_SESSION_MAX_AGE"]:
+        logout_user()
+        session.clear()
+        flash("Your session expired; please log in again.", "info")
+        return login_manager.unauthorized()
+    return None
+
+
+def _throttle_keys(name: str) -> list[str]:
+    # The user name is hashed: it is attacker-chosen text and must not shape Redis key names.
+    digest = hashlib.sha256(name.strip().lower().encode()).hexdigest()[:32]
+    return [f"user:{digest}", f"ip:{client_ip()}"]
+
+
+def _locked_for(keys: list[str]) -> int:
+    """Seconds until logins are accepted again for these keys; 0 when not throttled."""
+    config = current_app.config
+    limits = [config["ADMIN_LOGIN_MAX_FAILURES_PER_USER"], config["ADMIN_LOGIN_MAX_FAILURES_PER_IP"]]
+    waits = [
+        ttl or 1
+        for (failures, ttl), limit in zip(store().login_failures(keys), limits, strict=True)
+        if failures >= limit
+    ]
+    return max(waits, default=0)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path inside the panel: anything else would make the login page an open redirect."""
+    default = url_for("live.dashboard")
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or "\\" in target or not target.startswith(request.script_root + "/"):
+        return default
+    return target
+
+
+def _known_name(name: str) -> str:
+    """The name typed at a failed login, for the audit log, only if it is a user's: people do type their
+    password into the user name field, and that must not end up in a log."""
+    return name if name and len(name) <= 64 and store().admin_user(name) else "(unknown user)"
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    if current_user.is_authenticated:
+        return redirect(_safe_next(request.args.get("next")))
+    form = LoginForm()
+    status = 200
+    if form.validate_on_submit():
+        name = form.username.data or ""
+        keys = _throttle_keys(name)
+        wait = _locked_for(keys)
+        if wait:
+            minutes = max(1, (wait + 59) // 60)
+            form.form_errors.append(
+                f"Too many failed logins. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
+            )
+            audit("login.throttled", user=_known_name(name))
+            return render_template("auth/login.html", form=form), 429
+        user = check_credentials(store(), name, form.password.data or "")
+        if user is None:
+            store().record_login_failure(keys, current_app.config["ADMIN_LOGIN_WINDOW"])
+            audit("login.failed", user=_known_name(name))
+            form.form_errors.append("Wrong user name or password.")
+            status = 401
+        else:
+            store().clear_login_failures(keys[:1])
+            # A fresh session: nothing from before the login (a planted or stale session) survives it.
+            session.clear()
+            login_user(user)
+            session.permanent = True
+            session["logged_in_at"] = time.time()
+            audit("login")
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> Any:
+    form = EmptyForm()
+    if form.validate_on_submit():
+        audit("logout")
+        logout_user()
+        session.clear()
+        flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))

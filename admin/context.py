@@ -1,0 +1,77 @@
+"""What every view of the panel reaches for: the settings, the config store, the audit log, the time.
+
+The config store is the panel's only door into the broker (ARCHITECTURE: ``admin/`` reaches the broker
+through ``config_store`` and the cluster's control channel, never its internals).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app, request
+from flask_login import current_user
+
+from app.config_store import ConfigStore, connect
+from app.settings import Settings
+
+T = TypeVar("T")
+
+EXTENSION = "cobra_admin"
+
+
+class Panel:
+    """Per-application state, created by the factory and kept in ``app.extensions``."""
+
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        # redis-py connects on first use, so building this before a gunicorn fork opens no socket.
+        self.store = ConfigStore(connect(redis_url))
+
+
+def panel() -> Panel:
+    return current_app.extensions[EXTENSION]
+
+
+def store() -> ConfigStore:
+    return panel().store
+
+
+def now() -> float:
+    return time.time()
+
+
+def client_ip() -> str:
+    # The direct peer. Behind a reverse proxy this is the proxy: wrap the WSGI app in werkzeug's ProxyFix
+    # (trusting exactly the proxies you run) for throttling and the audit log to see real client addresses.
+    return request.remote_addr or "-"
+
+
+def audit(action: str, app: str = "", target: str = "", **details: Any) -> None:
+    """Record one admin change: who, when, from where, what. Callers never pass a secret or a password."""
+    user = current_user.name if current_user and current_user.is_authenticated else details.pop("user", "-")
+    entry = {
+        "ts": f"{now():.3f}",
+        "user": str(user),
+        "ip": client_ip(),
+        "action": action,
+        "app": app,
+        "target": target,
+        "details": "; ".join(f"{k}={v}" for k, v in details.items() if v not in (None, "")),
+    }
+    store().append_audit(entry)
+
+
+def run_blocking(function: Callable[..., T], *args: Any) -> T:
+    """Run a CPU-heavy call that releases the GIL (scrypt) in gevent's thread pool when the process is
+    monkey-patched: the panel shares its process with the broker, and a ~100 ms password hash on the event
+    loop would stall every WebSocket of this process for that long."""
+    from gevent import monkey
+
+    if monkey.is_module_patched("socket"):
+        import gevent
+
+        return gevent.get_hub().threadpool.apply(function, args)
+    return function(*args)

@@ -1,0 +1,240 @@
+"""The panel's forms. Every POST form is a FlaskForm, so every one carries and checks a CSRF token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import (
+    BooleanField,
+    FieldList,
+    Form,
+    FormField,
+    HiddenField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+    ValidationError,
+    widgets,
+)
+from wtforms.fields import DecimalField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional
+
+from app.models import PERMISSIONS, validate_name
+from app.stream_sql import FilterError, compile_filter
+
+from .users import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+
+MAX_GRACE_SECONDS = 30 * 86400
+
+
+def _name(kind: str) -> Any:
+    def check(form: Any, field: Any) -> None:
+        if field.data:
+            try:
+                validate_name(kind, field.data)
+            except ValueError as exc:
+                raise ValidationError(str(exc)) from None
+
+    return check
+
+
+def _streamsql(form: Any, field: Any) -> None:
+    if field.data:
+        try:
+            compile_filter(field.data)
+        except FilterError as exc:
+            raise ValidationError(f"Invalid StreamSQL: {exc}") from None
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+def split_patterns(text: str | None) -> tuple[str, ...]:
+    """Channel patterns typed one per line or comma-separated; blank means every channel."""
+    items = [part.strip() for line in (text or "").splitlines() for part in line.split(",")]
+    return tuple(item for item in items if item) or ("*",)
+
+
+def _patterns(form: Any, field: Any) -> None:
+    for pattern in split_patterns(field.data):
+        if len(pattern) > 256 or any(ch.isspace() for ch in pattern):
+            raise ValidationError(f"Not a channel pattern: {pattern[:40]!r} (no spaces, at most 256 chars)")
+
+
+class EmptyForm(FlaskForm):
+    """A button that changes something: nothing to fill in, but still CSRF-checked."""
+
+
+class LoginForm(FlaskForm):
+    username = StringField("User name", validators=[DataRequired(), Length(max=256)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)])
+
+
+class AppCreateForm(FlaskForm):
+    key = StringField(
+        "App key",
+        validators=[Optional(), _name("app key")],
+        description="Leave empty for a generated 32-character key.",
+    )
+
+
+class ConfirmForm(FlaskForm):
+    confirm = StringField("Type the name to confirm", validators=[DataRequired()])
+
+
+class AppSettingsForm(FlaskForm):
+    """Blank = the broker-wide default (shown as the placeholder)."""
+
+    history_max_length = IntegerField(
+        "History: messages kept per channel", validators=[Optional(), NumberRange(min=0, max=10_000_000)]
+    )
+    history_max_age = IntegerField(
+        "History: seconds kept", validators=[Optional(), NumberRange(min=0, max=365 * 86400)]
+    )
+    max_connections = IntegerField("Connections (whole app)", validators=[Optional(), NumberRange(min=0)])
+    max_connections_per_ip = IntegerField("Connections per IP", validators=[Optional(), NumberRange(min=0)])
+    max_subscriptions = IntegerField(
+        "Subscriptions per connection", validators=[Optional(), NumberRange(min=0)]
+    )
+    publish_rate = DecimalField(
+        "Publishes per second per connection", places=None, validators=[Optional(), NumberRange(min=0)]
+    )
+    max_message_size = IntegerField(
+        "Largest message (bytes)", validators=[Optional(), NumberRange(min=1, max=64 << 20)]
+    )
+
+    FIELDS = (
+        "history_max_length",
+        "history_max_age",
+        "max_connections",
+        "max_connections_per_ip",
+        "max_subscriptions",
+        "publish_rate",
+        "max_message_size",
+    )
+
+    def values(self) -> dict[str, Any]:
+        values = {}
+        for name in self.FIELDS:
+            value = getattr(self, name).data
+            if value is not None and name == "publish_rate":
+                value = float(value)
+            values[name] = value
+        return values
+
+
+class RepublishRuleForm(FlaskForm):
+    expression = StringField(
+        "StreamSQL",
+        validators=[DataRequired(), Length(max=2048), _streamsql],
+        render_kw={"spellcheck": "false"},
+    )
+    target = StringField("Target channel", validators=[DataRequired(), Length(max=256)])
+
+
+class RemoveRuleForm(FlaskForm):
+    index = IntegerField(validators=[DataRequired(message="missing rule"), NumberRange(min=1)])
+    expression = HiddenField(validators=[DataRequired()])
+
+
+class RoleForm(FlaskForm):
+    name = StringField("Role name", validators=[DataRequired(), _name("role name")])
+    permissions = MultiCheckboxField("Permissions", choices=[SelectChoice(p, p) for p in PERMISSIONS])
+    channels = TextAreaField(
+        "Channel patterns",
+        validators=[Length(max=8192), _patterns],
+        description="Glob patterns, one per line or comma-separated; empty = every channel (*).",
+        render_kw={"rows": 2, "spellcheck": "false"},
+    )
+
+
+class RoleEditForm(FlaskForm):
+    permissions = MultiCheckboxField("Permissions", choices=[SelectChoice(p, p) for p in PERMISSIONS])
+    channels = TextAreaField(
+        "Channel patterns",
+        validators=[Length(max=8192), _patterns],
+        render_kw={"rows": 2, "spellcheck": "false"},
+    )
+
+
+class RotateForm(FlaskForm):
+    grace_seconds = IntegerField(
+        "Grace period (seconds)",
+        default=3600,
+        validators=[
+            InputRequired(message="Enter a number of seconds (0 = none)."),
+            NumberRange(min=0, max=MAX_GRACE_SECONDS, message="Between 0 and 30 days (2592000 s)."),
+        ],
+        description="How long the previous secret keeps working. 0 = it stops at once.",
+    )
+
+
+class ShardEntryForm(Form):
+    name = StringField("Name", validators=[DataRequired(), _name("shard name")])
+    url = StringField("Redis URL", validators=[DataRequired(), Length(max=1024)])
+
+
+class ShardListForm(FlaskForm):
+    shards = FieldList(FormField(ShardEntryForm), min_entries=0, max_entries=64)
+
+
+class ImportForm(FlaskForm):
+    file = FileField("apps.yaml file")
+    text = TextAreaField("…or paste it", render_kw={"rows": 8, "spellcheck": "false"})
+    dry_run = BooleanField("Only check it (change nothing)")
+
+
+class UserCreateForm(FlaskForm):
+    name = StringField("User name", validators=[DataRequired(), _name("user name")])
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH)]
+    )
+    confirm = PasswordField("Repeat it", validators=[EqualTo("password", message="Passwords differ.")])
+
+
+class PasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired()])
+    password = PasswordField(
+        "New password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH)]
+    )
+    confirm = PasswordField("Repeat it", validators=[EqualTo("password", message="Passwords differ.")])
+
+
+class ResetPasswordForm(FlaskForm):
+    password = PasswordField(
+        "New password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH)]
+    )
+
+
+class AuditFilterForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET search form changes nothing
+
+    user = StringField("User", validators=[Optional(), Length(max=64)])
+    action = StringField("Action", validators=[Optional(), Length(max=64)])
+    app = StringField("App", validators=[Optional(), Length(max=64)])
+
+
+class TailForm(FlaskForm):
+    class Meta:
+        csrf = False  # starts a read-only view
+
+    app = SelectField("App", validators=[DataRequired()], choices=[])
+    channel = StringField("Channel", validators=[Optional(), Length(max=256)])
+    filter = StringField(
+        "StreamSQL filter (optional)",
+        validators=[Optional(), Length(max=2048), _streamsql],
+        render_kw={"spellcheck": "false", "placeholder": "select * from `channel` where data.fps < 30"},
+    )
+
+    def validate_channel(self, field: Any) -> None:
+        if not field.data and not self.filter.data:
+            raise ValidationError("Name a channel (or a filter with a FROM channel).")

@@ -1,0 +1,193 @@
+"""Shards: the Redis nodes carrying channels, with their health; edit, preview the move, save.
+
+Saving is one ``config_store.set_shards``: brokers re-route within a second. A channel whose shard changes
+starts afresh on the new node (its history stays behind), so the preview says how many would move first.
+Shard URLs may hold a password: pages show it masked, and a masked URL sent back means "unchanged".
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+
+from app.config_store import ConfigError
+from app.models import Shard
+from app.shards import ShardRing, predicted_move_fraction
+
+from .context import audit, panel, store
+from .forms import ShardListForm
+
+bp = Blueprint("shards", __name__, url_prefix="/shards")
+
+MASK = "********"
+SAMPLES = 20_000  # synthetic channel keys for the share/move estimates (error under one point)
+
+
+def mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+
+
+def unmask_url(url: str, name: str, existing: dict[str, Shard]) -> str:
+    """A URL the page showed masked comes back masked: restore the stored password if nothing else
+    changed; anything else is taken as typed."""
+    old = existing.get(name)
+    if old is not None and MASK in url and mask_url(old.url) == url:
+        return old.url
+    return url
+
+
+def shard_health(url: str, timeout: float) -> dict[str, Any]:
+    """PING, then INFO's memory and clients; never raises (an unreachable shard is a result)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        started = time.perf_counter()
+        client.ping()
+        latency_ms = (time.perf_counter() - started) * 1000
+        info = client.info()
+        return {
+            "ok": True,
+            "latency_ms": latency_ms,
+            "used_memory": info.get("used_memory"),
+            "maxmemory": info.get("maxmemory") or None,
+            "connected_clients": info.get("connected_clients"),
+            "version": info.get("redis_version"),
+            "uptime": info.get("uptime_in_seconds"),
+        }
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return {"ok": False, "error": str(exc) or type(exc).__name__}
+    finally:
+        client.close()
+
+
+def health_of(urls: Sequence[str]) -> list[dict[str, Any]]:
+    """Check every node at once, so one dead shard costs one timeout, not one per shard."""
+    if not urls:
+        return []
+    timeout = current_app.config["ADMIN_SHARD_TIMEOUT"]
+    with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
+        return list(pool.map(lambda url: shard_health(url, timeout), urls))
+
+
+def channel_shares(shards: Sequence[Shard]) -> dict[str, float]:
+    """Expected fraction of channels on each shard (ketama is not perfectly even)."""
+    if not shards:
+        return {}
+    ring = ShardRing([s.name for s in shards])
+    counts = Counter(ring.node_for(f"app{i % 97}::channel-{i}") for i in range(SAMPLES))
+    return {s.name: counts[s.name] / SAMPLES for s in shards}
+
+
+def moved_fraction(current: Sequence[Shard], proposed: Sequence[Shard]) -> float:
+    """Fraction of channels whose Redis node changes. The ring hashes names, so this is
+    ``predicted_move_fraction`` of the names — plus the share of any shard kept under its name but given a
+    new address, whose channels all land on a different node."""
+    fraction = predicted_move_fraction([s.name for s in current], [s.name for s in proposed])
+    if not current or not proposed:
+        return fraction
+    old_urls = {s.name: s.url for s in current}
+    readdressed = {s.name for s in proposed if s.name in old_urls and old_urls[s.name] != s.url}
+    if readdressed:
+        before, after = ShardRing(list(old_urls)), ShardRing([s.name for s in proposed])
+        keys = [f"app{i % 97}::channel-{i}" for i in range(SAMPLES)]
+        fraction += sum(
+            1 for k in keys if after.node_for(k) in readdressed and before.node_for(k) == after.node_for(k)
+        ) / len(keys)
+    return fraction
+
+
+def _rows(shards: Sequence[Shard]) -> list[dict[str, str]]:
+    return [{"name": s.name, "url": mask_url(s.url)} for s in shards]
+
+
+def _render(form: ShardListForm, status: int = 200, preview: dict[str, Any] | None = None) -> Any:
+    current = list(store().shards())
+    urls = [s.url for s in current] or [panel().redis_url]
+    health = health_of(urls)
+    if current:
+        shares = channel_shares(current)
+        listed = [
+            {"name": s.name, "url": mask_url(s.url), "health": h, "share": shares[s.name]}
+            for s, h in zip(current, health, strict=True)
+        ]
+    else:
+        listed = [{"name": "(config Redis)", "url": mask_url(urls[0]), "health": health[0], "share": 1.0}]
+    return render_template(
+        "shards/index.html", shards=listed, explicit=bool(current), form=form, preview=preview
+    ), status
+
+
+@bp.route("/")
+def index() -> Any:
+    form = ShardListForm(formdata=None, data={"shards": _rows(store().shards())})
+    return _render(form)
+
+
+@bp.route("/", methods=["POST"])
+def submit() -> Any:
+    form = ShardListForm()
+    if not form.validate_on_submit():
+        return _render(form, 400)
+    existing = {s.name: s for s in store().shards()}
+    proposed: list[Shard] = []
+    valid = True
+    names: set[str] = set()
+    for entry in form.shards.entries:
+        name, url = entry.form.name.data.strip(), entry.form.url.data.strip()
+        if name in names:
+            entry.form.name.errors.append("Shard names must be unique.")
+            valid = False
+            continue
+        names.add(name)
+        try:
+            url = unmask_url(url, name, existing)
+            redis.connection.parse_url(url)
+            proposed.append(Shard(name=name, url=url))
+        except (ValueError, TypeError) as exc:
+            entry.form.url.errors.append(str(exc))
+            valid = False
+    if not valid:
+        return _render(form, 400)
+    health = health_of([s.url for s in proposed])
+    for entry, result in zip(form.shards.entries, health, strict=True):
+        if not result["ok"]:
+            entry.form.url.errors.append(f"Does not answer PING: {result['error']}")
+            valid = False
+    if not valid:
+        return _render(form, 400)
+    current = list(existing.values())
+    fraction = moved_fraction(current, proposed)
+    if request.form.get("action") != "save":
+        shares = channel_shares(proposed)
+        preview = {
+            "fraction": fraction,
+            "rows": [
+                {"name": s.name, "url": mask_url(s.url), "health": h, "share": shares.get(s.name, 0.0)}
+                for s, h in zip(proposed, health, strict=True)
+            ],
+            "unchanged": [s.to_dict() for s in current] == [s.to_dict() for s in proposed],
+        }
+        return _render(form, 200, preview)
+    try:
+        store().set_shards(proposed)
+    except ConfigError as exc:
+        flash(str(exc), "error")
+        return _render(form, 400)
+    audit(
+        "shards.save",
+        shards=", ".join(f"{s.name}={mask_url(s.url)}" for s in proposed) or "(config Redis)",
+        moved=f"{fraction:.1%}",
+    )
+    flash(f"Shard list saved; about {fraction:.0%} of channels move to another node.", "success")
+    return redirect(url_for("shards.index"))

@@ -1,0 +1,83 @@
+"""Import and export of the Cobra ``apps.yaml`` (``apps: {KEY: {roles: {ROLE: {secret, permissions}}}}``).
+
+Import validates the whole file first (``config_store.parse_apps_yaml``) and then writes it in one
+transaction: apps in the file replace apps of the same key, other apps are left alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, render_template, url_for
+
+from app.config_store import ConfigError, dump_apps_yaml, parse_apps_yaml
+
+from .context import audit, store
+from .forms import EmptyForm, ImportForm
+
+bp = Blueprint("transfer", __name__, url_prefix="/config")
+
+
+@bp.route("/")
+def index() -> Any:
+    return render_template(
+        "transfer/index.html", form=ImportForm(formdata=None), export_form=EmptyForm(formdata=None)
+    )
+
+
+@bp.route("/export", methods=["POST"])
+def export() -> Any:
+    """A POST (not a link): the file holds every secret, so downloading it is CSRF-checked and audited."""
+    if not EmptyForm().validate_on_submit():
+        return redirect(url_for("transfer.index"))
+    apps = store().list_apps()
+    audit("config.export", apps=len(apps))
+    return Response(
+        dump_apps_yaml(apps.values()),
+        mimetype="application/x-yaml",
+        headers={"Content-Disposition": 'attachment; filename="apps.yaml"'},
+    )
+
+
+@bp.route("/import", methods=["POST"])
+def import_() -> Any:
+    form = ImportForm()
+    summary = None
+    status = 400
+    if form.validate_on_submit():
+        text = ""
+        if form.file.data:
+            raw = form.file.data.read()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                form.file.errors.append("The file is not UTF-8 text.")
+        elif form.text.data:
+            text = form.text.data
+        else:
+            form.form_errors.append("Choose a file or paste its content.")
+        if text:
+            try:
+                apps = parse_apps_yaml(text)
+            except ConfigError as exc:
+                form.form_errors.append(f"Not a valid apps.yaml: {exc}")
+            else:
+                existing = store().list_apps()
+                summary = {
+                    "new": sorted(a.key for a in apps if a.key not in existing),
+                    "replaced": sorted(a.key for a in apps if a.key in existing),
+                    "roles": sum(len(a.roles) for a in apps),
+                    "dry_run": bool(form.dry_run.data),
+                }
+                status = 200
+                if not form.dry_run.data:
+                    store().put_apps(apps)
+                    audit(
+                        "config.import",
+                        new=",".join(summary["new"]) or "none",
+                        replaced=",".join(summary["replaced"]) or "none",
+                    )
+                    flash(f"Imported {len(apps)} app(s).", "success")
+    return render_template(
+        "transfer/index.html", form=form, export_form=EmptyForm(formdata=None), summary=summary
+    ), status
