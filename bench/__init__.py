@@ -1,0 +1,1 @@
+"""Load generator and server race for Cobra-protocol servers (issue #7); ``python -m bench --help``."""

@@ -1,0 +1,224 @@
+"""``python -m bench``: run scenarios against a server, or race ours against the reference.
+
+    python -m bench list
+    python -m bench run throughput fanout1000 --duration 10          # starts our broker + its Redis
+    python -m bench run --server reference ack                        # the reference cobras server instead
+    python -m bench run --target ws://127.0.0.1:8765/v2 --appkey _pubsub --role pubsub --secret S ack
+    python -m bench race --ours-rev HEAD                              # both servers, same load, ratios
+    python -m bench chart bench/results/race-....json
+
+Results go to bench/results/ (gitignored) as JSON and PNG; the table printed is Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .race import median_runs, race, ratio_table
+from .report import RESULTS_DIR, chart, results_table, save
+from .runner import Target, run_scenario
+from .scenarios import RACE_SCENARIOS, SCENARIOS, Scenario, customise
+from .servers import ROOT, LocalServer, default_cpu_layout, find_pid_listening, snapshot
+from .wsclient import split_target
+
+
+def _cpus(text: str | None) -> list[int] | None:
+    if text is None or text == "":
+        return None
+    return [int(part) for part in text.split(",")]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="see `python -m bench list`")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
+    parser.add_argument("--workers", type=int, help="load processes (default: by connection count)")
+    parser.add_argument(
+        "--setup-concurrency", type=int, default=64, help="connections opened at once, all processes together"
+    )
+    parser.add_argument("--broker-cpus", help="cores for the server, e.g. 0 (default: the first usable core)")
+    parser.add_argument("--load-cpus", help="cores for load + Redis, e.g. 1 (default: the other cores)")
+    parser.add_argument("--no-pin", action="store_true", help="pin nothing")
+    parser.add_argument(
+        "--ours-rev", help="run our broker from a snapshot of this git revision (default: the working tree)"
+    )
+    parser.add_argument("--subscribers", type=int, help="override the subscriber count of fan-out scenarios")
+    parser.add_argument("--rate", type=float, help="override the open-loop rate (messages/s)")
+    parser.add_argument("--connections", type=int, help="override the idle connection count")
+    parser.add_argument("--message-size", type=int, help="approximate bytes per message (default 256)")
+    parser.add_argument("--name", help="file name prefix for the JSON and PNG")
+    parser.add_argument("--no-chart", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="the scenarios")
+    run = commands.add_parser("run", help="run scenarios against one server")
+    _common(run)
+    run.add_argument("--server", choices=("ours", "reference"), default="ours", help="server to start")
+    run.add_argument("--target", help="an already running server, ws://host:port/v2 (nothing is started)")
+    run.add_argument("--appkey", default="_pubsub")
+    run.add_argument("--role", default="pubsub")
+    run.add_argument("--secret", help="the role's secret (required with --target)")
+    run.add_argument("--broker-pid", type=int, help="pid to watch with --target (default: found by port)")
+    racer = commands.add_parser("race", help="ours then the reference, same load, ratios")
+    _common(racer)
+    racer.add_argument("--order", default="ours,reference", help="which server runs first")
+    racer.add_argument("--rounds", type=int, default=1, help="alternate the servers this many times; median")
+    chart_cmd = commands.add_parser("chart", help="PNG of a results JSON")
+    chart_cmd.add_argument("file", type=Path)
+    chart_cmd.add_argument("--out", type=Path)
+    return parser
+
+
+def _scenarios(args: argparse.Namespace, default: Sequence[str]) -> list[Scenario]:
+    names = args.scenarios or list(default)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {unknown}; try `python -m bench list`")
+    return [
+        customise(
+            SCENARIOS[n],
+            subscribers=args.subscribers,
+            rate=args.rate,
+            connections=args.connections,
+            message_size=args.message_size,
+        )
+        for n in names
+    ]
+
+
+def _layout(args: argparse.Namespace) -> tuple[list[int] | None, list[int] | None]:
+    if args.no_pin:
+        return None, None
+    broker, load = default_cpu_layout()
+    return _cpus(args.broker_cpus) or broker, _cpus(args.load_cpus) or load
+
+
+def _source(args: argparse.Namespace) -> tuple[Path, str]:
+    if args.ours_rev:
+        return snapshot(args.ours_rev)
+    return ROOT, "working tree"
+
+
+def _finish(name: str, document: dict[str, Any], results: list[dict[str, Any]], no_chart: bool) -> None:
+    path = save(name, document)
+    print(f"\nresults: {path.relative_to(ROOT)}")
+    if not no_chart:
+        png = chart(results, path.with_suffix(".png"), f"{name}: {document.get('ours_source', '')}")
+        if png:
+            print(f"chart:   {png.relative_to(ROOT)}")
+
+
+def command_run(args: argparse.Namespace) -> int:
+    scenarios = _scenarios(args, list(SCENARIOS))
+    broker_cpus, load_cpus = _layout(args)
+    results: list[dict[str, Any]] = []
+    source, revision = _source(args)
+    started: LocalServer | None = None
+    if args.target:
+        if not args.secret:
+            raise SystemExit("--target needs --secret (and --appkey/--role if not _pubsub/pubsub)")
+        pid = args.broker_pid or find_pid_listening(split_target(args.target)[1])
+        target = Target("target", args.target, args.appkey, args.role, args.secret, broker_pid=pid)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="bench-", dir=ROOT / ".state"))
+        started = LocalServer(args.server, workdir, broker_cpus, load_cpus, source=source).start()
+        target = started.target()
+    try:
+        for scenario in scenarios:
+            print(f"{target.name}: {scenario.title} ...", file=sys.stderr, flush=True)
+            results.append(
+                run_scenario(
+                    scenario,
+                    target,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                    workers=args.workers,
+                    load_cpus=load_cpus,
+                    run_tag=str(int(time.time())),
+                    setup_concurrency=args.setup_concurrency,
+                )
+            )
+            print(results_table(results[-1:]).split("\n", 2)[-1], file=sys.stderr, flush=True)
+    finally:
+        if started is not None:
+            started.stop()
+    print(results_table(results))
+    document = {
+        "command": " ".join(sys.argv),
+        "server": target.name,
+        "ours_source": revision if target.name == "ours" else None,
+        "broker_cpus": broker_cpus,
+        "load_cpus": load_cpus,
+        "results": results,
+    }
+    _finish(args.name or f"run-{target.name}", document, results, args.no_chart)
+    return 0
+
+
+def command_race(args: argparse.Namespace) -> int:
+    scenarios = _scenarios(args, RACE_SCENARIOS)
+    broker_cpus, load_cpus = _layout(args)
+    source, revision = _source(args)
+    workdir = Path(tempfile.mkdtemp(prefix="race-", dir=ROOT / ".state"))
+    results = race(
+        scenarios,
+        workdir=workdir,
+        source=source,
+        broker_cpus=broker_cpus,
+        load_cpus=load_cpus,
+        duration=args.duration,
+        warmup=args.warmup,
+        workers=args.workers,
+        setup_concurrency=args.setup_concurrency,
+        order=tuple(args.order.split(",")),
+        rounds=args.rounds,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    summary = median_runs(results)
+    print(results_table(summary))
+    print()
+    print(ratio_table(summary))
+    document = {
+        "command": " ".join(sys.argv),
+        "ours_source": revision,
+        "broker_cpus": broker_cpus,
+        "load_cpus": load_cpus,
+        "results": summary,
+        "ratios": ratio_table(summary),
+        "all_runs": results,
+    }
+    _finish(args.name or "race", document, summary, args.no_chart)
+    return 0
+
+
+def command_list(args: argparse.Namespace) -> int:
+    for name, scenario in SCENARIOS.items():
+        race_mark = " (race)" if name in RACE_SCENARIOS else ""
+        print(f"{name:12} {scenario.title}{race_mark}")
+    return 0
+
+
+def command_chart(args: argparse.Namespace) -> int:
+    document = json.loads(args.file.read_text())
+    out = args.out or args.file.with_suffix(".png")
+    chart(document["results"], out, args.file.stem)
+    print(out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    (ROOT / ".state").mkdir(exist_ok=True)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    handlers = {"run": command_run, "race": command_race, "list": command_list, "chart": command_chart}
+    return handlers[args.command](args)

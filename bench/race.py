@@ -1,0 +1,132 @@
+"""Our broker and the reference ``cobras`` server, one after the other, under identical load; then the ratios.
+
+Both run as one process pinned to the same core, each on its own fresh Redis, loaded by the same scenarios
+with the same parameters. Ratios are ours / reference: above 1 is better for throughput, below 1 for latency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .report import markdown_table
+from .runner import run_scenario
+from .scenarios import Scenario
+from .servers import LocalServer
+
+THROUGHPUT_FACTOR = 5.0  # issue #7: at least 5x the reference's delivered messages/s
+FANOUT_1000_FLOOR = 100_000  # deliveries/s
+ACKED_PUBLISH_FLOOR = 20_000  # acknowledged publishes/s
+
+
+def race(
+    scenarios: list[Scenario],
+    *,
+    workdir: Path,
+    source: Path,
+    broker_cpus: list[int] | None,
+    load_cpus: list[int] | None,
+    duration: float,
+    warmup: float,
+    workers: int | None,
+    setup_concurrency: int,
+    order: tuple[str, ...] = ("ours", "reference"),
+    rounds: int = 1,
+    progress: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Every run of every scenario; with ``rounds`` > 1 the servers alternate round after round, so that a
+    burst of load from elsewhere on a shared machine does not land on one server only."""
+    results = []
+    for round_no in range(1, rounds + 1):
+        for kind in order:
+            server = LocalServer(kind, workdir / f"{kind}-{round_no}", broker_cpus, load_cpus, source=source)
+            progress(f"round {round_no}/{rounds}: starting {kind} on port {server.port} ...")
+            with server:
+                for scenario in scenarios:
+                    progress(f"  {kind}: {scenario.title} ({duration:g} s + {warmup:g} s warm-up)")
+                    result = run_scenario(
+                        scenario,
+                        server.target(),
+                        duration=duration,
+                        warmup=warmup,
+                        workers=workers,
+                        load_cpus=load_cpus,
+                        run_tag=f"{kind}{round_no}",
+                        setup_concurrency=setup_concurrency,
+                    )
+                    result["round"] = round_no
+                    results.append(result)
+    return results
+
+
+def median_runs(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One run per (server, scenario): the median one by deliveries/s, or by p99 for latency scenarios."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault((result["server"], result["scenario"]), []).append(result)
+    chosen = []
+    for runs in groups.values():
+        if runs[0]["kind"] == "latency":
+            runs = sorted(runs, key=lambda r: r["latency_ms"]["p99"] or 0.0)
+        else:
+            runs = sorted(runs, key=lambda r: r["deliveries_per_s"])
+        median = dict(runs[(len(runs) - 1) // 2])
+        median["runs"] = len(runs)
+        chosen.append(median)
+    return chosen
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def ratio_table(results: list[dict[str, Any]]) -> str:
+    """Ours / reference per scenario, with the issue's targets marked met or missed."""
+    by_key = {(r["server"], r["scenario"]): r for r in results}
+    names = list(dict.fromkeys(r["scenario"] for r in results))
+    rows = []
+    for name in names:
+        ours, ref = by_key.get(("ours", name)), by_key.get(("reference", name))
+        if ours is None or ref is None:
+            continue
+        kind = ours["kind"]
+        o_rate, r_rate = ours["deliveries_per_s"], ref["deliveries_per_s"]
+        o_p99, r_p99 = ours["latency_ms"]["p99"], ref["latency_ms"]["p99"]
+        rate_ratio = o_rate / r_rate if r_rate else None
+        p99_ratio = o_p99 / r_p99 if o_p99 is not None and r_p99 else None
+        verdicts = []
+        if kind == "throughput" and rate_ratio is not None:
+            verdicts.append(f"{'met' if rate_ratio >= THROUGHPUT_FACTOR else 'MISSED'} >=5x")
+        if kind == "latency" and p99_ratio is not None:
+            verdicts.append(f"{'met' if p99_ratio <= 1.0 else 'MISSED'} p99 <= ref")
+        if name == "fanout1000":
+            verdicts.append(f"{'met' if o_rate >= FANOUT_1000_FLOOR else 'MISSED'} >=100k/s")
+        if name == "throughput":
+            acked = ours["publishes_per_s"]
+            verdicts.append(f"{'met' if acked >= ACKED_PUBLISH_FLOOR else 'MISSED'} >=20k acked/s")
+        rows.append(
+            [
+                name,
+                _fmt(o_rate, 0),
+                _fmt(r_rate, 0),
+                _fmt(rate_ratio, 2) + "x" if rate_ratio is not None else "-",
+                _fmt(o_p99, 3),
+                _fmt(r_p99, 3),
+                _fmt(p99_ratio, 2) + "x" if p99_ratio is not None else "-",
+                f"{ours['lost']}/{ref['lost']}",
+                ", ".join(verdicts),
+            ]
+        )
+    headers = [
+        "scenario",
+        "ours deliv/s",
+        "ref deliv/s",
+        "ours/ref",
+        "ours p99 ms",
+        "ref p99 ms",
+        "p99 ours/ref",
+        "lost o/r",
+        "targets",
+    ]
+    return markdown_table(headers, rows)
