@@ -235,6 +235,9 @@ class TailForm(FlaskForm):
         render_kw={"spellcheck": "false", "placeholder": "select * from `channel` where data.fps < 30"},
     )
 
-    def validate_channel(self, field: Any) -> None:
-        if not field.data and not self.filter.data:
-            raise ValidationError("Name a channel (or a filter with a FROM channel).")
+    def validate(self, extra_validators: Any = None) -> bool:
+        valid = super().validate(extra_validators)
+        if valid and not self.channel.data and not self.filter.data:
+            self.channel.errors = ["Name a channel (or a filter with a FROM channel)."]
+            return False
+        return valid

@@ -152,8 +152,9 @@ def submit() -> Any:
         names.add(name)
         try:
             url = unmask_url(url, name, existing)
-            redis.connection.parse_url(url)
-            proposed.append(Shard(name=name, url=url))
+            shard = Shard(name=name, url=url)
+            redis.connection.parse_url(url)  # a port that is not a number, an unknown option, ...
+            proposed.append(shard)
         except (ValueError, TypeError) as exc:
             entry.form.url.errors.append(str(exc))
             valid = False
