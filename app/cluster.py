@@ -10,7 +10,17 @@ key                                      type     content
 ``cobra:cluster:nodes``                  hash     node name → JSON {pid, host, port, started_at, seen_at}
 ``cobra:cluster:connections:<node>``     hash     connection id → JSON {app, role, remote_addr, ...}
 ``cobra:cluster:control``                channel  JSON commands: {"op": "close", "id", "node", ...}
+``cobra:cluster:stats``                  hash     node name → JSON stats document (see below)
 =======================================  =======  =================================================
+
+The stats document of a node is what it publishes to ``/stats`` of app ``_stats`` about once a second
+(PROTOCOL §8; built by :mod:`app.stats_publisher`), plus ``ts`` (Unix time it was built). Besides the §8
+sections ``cobra`` (per role), ``channel_data`` (per ``<app>::<channel>``, rates over the last interval,
+busiest channels only) and ``system``, ``data`` holds ``apps`` (per app: connections, subscriptions,
+``published_count|bytes``, ``delivered_count|bytes`` totals and each ``*_per_second``), ``shards``
+(name → {"up": 0|1, "queued": n}), ``totals`` (process-wide counters) and ``publish_batch_seconds`` (a
+cumulative histogram). :func:`node_stats` returns the documents of the live nodes: the admin panel's
+dashboard and ``/metrics`` read them from there.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ log = logging.getLogger(__name__)
 NODES_KEY = "cobra:cluster:nodes"
 CONNECTIONS_KEY = "cobra:cluster:connections:"
 CONTROL_CHANNEL = "cobra:cluster:control"
+STATS_KEY = "cobra:cluster:stats"
 NODE_TTL = 10.0
 HEARTBEAT_INTERVAL = 1.0
 
@@ -64,6 +75,35 @@ def registered_connections(client: redis.Redis, app_key: str | None = None) -> l
     return found
 
 
+def node_stats(client: redis.Redis, now: float | None = None) -> dict[str, dict[str, Any]]:
+    """node name → latest stats document, for the nodes that reported within ``NODE_TTL`` seconds.
+
+    Entries of nodes that died without cleaning up are removed on the way (a node stopping cleanly
+    removes its own)."""
+    now = time.time() if now is None else now
+    documents: dict[str, dict[str, Any]] = {}
+    stale = []
+    for name, raw in client.hgetall(STATS_KEY).items():
+        try:
+            document = orjson.loads(raw)
+            fresh = now - float(document["ts"]) <= NODE_TTL
+        except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+            fresh = False
+        if fresh:
+            documents[name.decode()] = document
+        else:
+            stale.append(name)
+    if stale:
+        client.hdel(STATS_KEY, *stale)
+    return documents
+
+
+def store_node_stats(client: redis.Redis, node: str, document: bytes) -> None:
+    """Replace ``node``'s stats document; the whole hash expires when no node writes any more."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hset(STATS_KEY, node, document).expire(STATS_KEY, int(NODE_TTL * 3)).execute()
+
+
 def request_close(client: redis.Redis, connection_id: str, app_key: str | None = None) -> bool:
     """Ask the process holding ``connection_id`` (in ``app_key``'s scope) to close it with 1000."""
     for info in registered_connections(client, app_key):
@@ -97,10 +137,12 @@ class Cluster:
         self._greenlets = [gevent.spawn(self._heartbeat), gevent.spawn(self._listen)]
 
     def stop(self) -> None:
-        gevent.killall(self._greenlets, block=False)
+        # Wait for the kill: a heartbeat still on its way would otherwise re-register this node.
+        gevent.killall(self._greenlets, block=True, timeout=1.0)
         try:
             with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hdel(NODES_KEY, self.node).delete(CONNECTIONS_KEY + self.node).execute()
+                pipe.hdel(NODES_KEY, self.node).hdel(STATS_KEY, self.node)
+                pipe.delete(CONNECTIONS_KEY + self.node).execute()
         except redis.RedisError:
             pass  # the entries expire by themselves
 

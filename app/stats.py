@@ -1,16 +1,48 @@
 """Counters of one broker process, cheap enough for the hot path (a dict increment per message).
 
-Per-role counters are totals since start; per-channel counters cover the current reporting interval only,
-so a process that sees millions of channels does not keep a counter for each forever.
+Per-role counters are totals since start; per-channel counters cover the current reporting interval only
+(:meth:`Stats.take_channel_interval` hands them over and starts afresh), so a process that sees millions of
+channels does not keep a counter for each forever. What is derived rather than counted (deliveries per
+role, per-app totals, rates) is computed once per stats tick by :mod:`app.stats_publisher`.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .connection import Connection
+
+# Upper bounds (seconds) of the publish-batch latency histogram: one pipelined round trip to Redis takes
+# ~0.1 ms on loopback and tens of ms for a big batch over a network; past 1 s something is wrong.
+BATCH_SECONDS_BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+
+
+@dataclass
+class ChannelInterval:
+    """What each channel (``b"<app>::<channel>"``) saw during one reporting interval."""
+
+    published_count: Counter[bytes]
+    published_bytes: Counter[bytes]
+    delivered_count: Counter[bytes]
+    delivered_bytes: Counter[bytes]
 
 
 class Stats:
@@ -29,6 +61,7 @@ class Stats:
         self.channel_delivered_bytes: Counter[bytes] = Counter()
         # process-wide totals
         self.publishes = 0
+        self.published_total_bytes = 0
         self.deliveries = 0
         self.delivered_bytes = 0
         self.errors = 0
@@ -38,12 +71,15 @@ class Stats:
         self.publish_batch_commands = 0
         self.publish_batch_seconds = 0.0
         self.publish_batch_max_seconds = 0.0
+        # non-cumulative counts per bucket of BATCH_SECONDS_BUCKETS, the last one for "+Inf"
+        self.publish_batch_buckets = [0] * (len(BATCH_SECONDS_BUCKETS) + 1)
 
     # ------------------------------------------------------------------ hot path
     def on_publish(self, conn: Connection, channels: list[str], size: int) -> None:
         role = conn.role_name or "-"
         n = len(channels)
         self.publishes += n
+        self.published_total_bytes += size * n
         self.published_count[role] += n
         self.published_bytes[role] += size * n
         prefix = conn.app_key + "::"
@@ -59,9 +95,11 @@ class Stats:
         self.channel_delivered_bytes[channel] += count * size
 
     def on_publish_batch(self, size: int, seconds: float) -> None:
+        # once per pipelined batch (up to publish_batch_max messages), not per message
         self.publish_batches += 1
         self.publish_batch_commands += size
         self.publish_batch_seconds += seconds
+        self.publish_batch_buckets[bisect_left(BATCH_SECONDS_BUCKETS, seconds)] += 1
         if seconds > self.publish_batch_max_seconds:
             self.publish_batch_max_seconds = seconds
 
@@ -74,3 +112,29 @@ class Stats:
         role = conn.role_name or "-"
         self.writes_count[role] += 1
         self.writes_bytes[role] += size
+
+    # ------------------------------------------------------------------ once per stats tick
+    def take_channel_interval(self) -> ChannelInterval:
+        """The per-channel counters of the interval that ends now; counting restarts from zero."""
+        interval = ChannelInterval(
+            self.channel_published_count,
+            self.channel_published_bytes,
+            self.channel_delivered_count,
+            self.channel_delivered_bytes,
+        )
+        self.channel_published_count = Counter()
+        self.channel_published_bytes = Counter()
+        self.channel_delivered_count = Counter()
+        self.channel_delivered_bytes = Counter()
+        return interval
+
+    def batch_histogram(self) -> list[tuple[str, int]]:
+        """Cumulative (upper bound, count) pairs, Prometheus style, ending with ``"+Inf"``."""
+        pairs = []
+        running = 0
+        for bound, count in zip(
+            (*map(str, BATCH_SECONDS_BUCKETS), "+Inf"), self.publish_batch_buckets, strict=True
+        ):
+            running += count
+            pairs.append((bound, running))
+        return pairs
