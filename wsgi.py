@@ -1,28 +1,34 @@
 """The WSGI entry point for production: ``gunicorn ... wsgi:application``.
 
     REDIS_URL=redis://127.0.0.1:6379/0 gunicorn -c gunicorn.conf.py wsgi:application
+    REDIS_URL=... gunicorn -k geventwebsocket.gunicorn.workers.GeventWebSocketWorker -w 2 \\
+        --worker-connections 10000 -b 127.0.0.1:8765 wsgi:application
 
 WebSocket upgrades go to the broker, ``/admin/`` to the admin panel, the rest to the plain HTTP paths of
-PROTOCOL §1. Every worker process is a full broker; they meet in Redis (see app/cluster.py).
+PROTOCOL §1 plus ``/ready/`` and ``/metrics``. Every worker process is a full broker; they meet in Redis
+(see app/cluster.py). Importing this module starts nothing (``--preload`` imports it in the master): each
+worker starts its own broker after the fork (app/gunicorn_hooks.py).
 """
 
 from __future__ import annotations
 
+import logging
+
+from app import gunicorn_hooks
+from app.logs import setup_logging
 from app.server import create_application
 from app.settings import Settings
-from app.websocket import CobraWebSocketHandler
-
-try:
-    # gunicorn's stock gevent-websocket worker upgrades every request before the application sees it; give it
-    # our handler, which lets the broker answer 403/400 and negotiate permessage-deflate and subprotocols.
-    from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
-
-    GeventWebSocketWorker.wsgi_handler = CobraWebSocketHandler
-except ImportError:  # pragma: no cover - gunicorn is not installed
-    pass
 
 settings = Settings.from_env()
 if not settings.redis_url:
-    raise SystemExit("wsgi.py needs REDIS_URL: worker processes share one Redis (no embedded Redis here)")
+    # An exception (not SystemExit) while loading the app makes gunicorn stop with this message rather
+    # than respawn failing workers forever.
+    raise RuntimeError("wsgi.py needs REDIS_URL: worker processes share one Redis (no embedded Redis here)")
+
+# The stock gevent-websocket worker: our WebSocket handler, and the broker's start/stop around its run loop.
+gunicorn_hooks.install()
+
+if not logging.getLogger().handlers:  # gunicorn.conf.py configures logging; without it, do it here
+    setup_logging(settings)
 
 application = create_application(settings, settings.redis_url)

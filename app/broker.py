@@ -16,22 +16,33 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import gevent
+import gevent.event
+import redis
 
 from . import __version__
 from .auth import new_connection_id
 from .cluster import Cluster
 from .config_store import ConfigStore, ConfigWatcher, wait_for_redis
 from .connection import Connection
-from .engine import Engine, HistoryPolicy
+from .engine import Engine, HistoryPolicy, ShardLink
 from .limits import Limits
 from .models import ADMIN_APP, ConfigSnapshot
 from .settings import Settings
 from .stats import Stats
+from .stats_publisher import StatsPublisher
 from .websocket import ACCEPT_KEY, HandshakeError, check_upgrade
 
 log = logging.getLogger(__name__)
 
 StartResponse = Any
+
+
+def _ping(client: redis.Redis) -> Exception | None:
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return exc
+    return None
 
 
 def plain_response(
@@ -59,54 +70,112 @@ class Broker:
         self.connections_per_app: Counter[str] = Counter()
         self.connections_per_ip: Counter[str] = Counter()
         self.cluster = Cluster(
-            self.store.redis,
-            self.node,
-            {
-                "node": self.node,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "port": settings.port,
-                "started_at": self.started_at,
-                "version": __version__,
-            },
-            lambda: self.connections,
-            self._close_on_request,
+            self.store.redis, self.node, {}, lambda: self.connections, self._close_on_request
         )
         self.watcher = ConfigWatcher(self.store, self.apply_config, settings.config_poll_interval)
+        self.stats_publisher = StatsPublisher(self)
         self._policies: dict[str, HistoryPolicy] = {}
         self._greenlets: list[gevent.Greenlet] = []
+        self._stopped: gevent.event.Event | None = None
         self.started = False
         self.stopping = False
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, redis_timeout: float = 30.0) -> None:
+    def start(self, redis_timeout: float | None = None) -> None:
+        """Connect to Redis (retrying for ``redis_wait_timeout`` seconds), load the config, start the
+        shards, the cluster membership and the stats loop. Raises ConfigError when Redis stays away."""
         if self.started:
             return
-        self.started = True
-        wait_for_redis(self.store.redis, redis_timeout, "the config Redis")
+        self._bind_to_process()
+        timeout = self.settings.redis_wait_timeout if redis_timeout is None else redis_timeout
+        wait_for_redis(self.store.redis, timeout, "the config Redis")
         self.apply_config(self.watcher.load())
         if not self.engine.wait_ready(10.0):
             log.warning("some shards are not reachable yet; publishes to them fail until they are")
+        self._stopped = gevent.event.Event()
         self.watcher.start()
         self.cluster.start()
+        self.stats_publisher.start()
         self._greenlets.append(gevent.spawn(self._keepalive))
+        self.started = True
         log.info("broker %s ready (config version %d)", self.node, self.config.version)
 
+    def _bind_to_process(self) -> None:
+        """Name this broker after the process that runs it. Under ``gunicorn --preload`` the broker is
+        built in the master before the fork: its pid (part of the default node name) is not ours."""
+        self.node = self.settings.node
+        self.started_at = time.time()
+        self.cluster.node = self.node
+        self.cluster.node_info = {
+            "node": self.node,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "port": self.settings.port,
+            "started_at": self.started_at,
+            "version": __version__,
+        }
+
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Close every client with 1001, let acknowledged work reach Redis, then stop (PROTOCOL §1)."""
+        """PROTOCOL §1: let the publishes already accepted reach Redis (their acks go out first), close
+        every client with 1001, then flush what is left and leave the cluster. A second caller waits for
+        the first one to finish."""
         if self.stopping:
+            if self._stopped is not None:
+                self._stopped.wait(timeout)
             return
-        self.stopping = True
-        log.info("shutting down: closing %d connection(s)", len(self.connections))
-        for conn in list(self.connections.values()):
-            conn.shutdown()
+        self.stopping = True  # new upgrades are refused from now on
         deadline = time.monotonic() + timeout
-        while self.connections and time.monotonic() < deadline:
-            gevent.sleep(0.05)
-        self.watcher.stop()
-        self.cluster.stop()
-        gevent.killall(self._greenlets, block=False)
-        self.engine.stop(max(0.5, deadline - time.monotonic()))
+        try:
+            if self.started:
+                drained = self._drain_publishers(min(2.0, timeout / 3))
+                log.info(
+                    "shutting down: publishes %s; closing %d connection(s) with 1001",
+                    "flushed" if drained else "still in flight",
+                    len(self.connections),
+                )
+            for conn in list(self.connections.values()):
+                conn.shutdown()
+            while self.connections and time.monotonic() < deadline:
+                gevent.sleep(0.05)
+            if self.connections:
+                log.warning("shutting down: %d connection(s) did not close in time", len(self.connections))
+            self.stats_publisher.stop()
+            self.watcher.stop()
+            self.cluster.stop()
+            gevent.killall(self._greenlets, block=False)
+            if not self._drain_publishers(max(0.5, deadline - time.monotonic())):
+                log.warning("shutting down: some publishes were still unanswered by Redis")
+            self.engine.stop(0.5)
+            log.info("broker %s stopped", self.node)
+        finally:
+            if self._stopped is not None:
+                self._stopped.set()
+
+    def _drain_publishers(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(
+            link.publisher.drain(max(0.0, deadline - time.monotonic())) for link in self.engine.links.values()
+        )
+
+    def readiness(self, timeout: float = 3.0) -> list[str]:
+        """What keeps this process from serving: [] when the config store and every shard answer."""
+        if not self.started:
+            return ["broker not started"]
+        problems = ["shutting down"] if self.stopping else []
+        targets: list[tuple[str, redis.Redis, ShardLink | None]] = [("config store", self.store.redis, None)]
+        targets += [(f"shard {name}", link.client, link) for name, link in self.engine.links.items()]
+        # concurrently, so a black-holed shard costs the probe one connect timeout, not one per shard
+        probes = [gevent.spawn(_ping, client) for _, client, _ in targets]
+        gevent.joinall(probes, timeout=timeout)
+        for (what, _, link), probe in zip(targets, probes, strict=True):
+            if not probe.ready():
+                probe.kill(block=False)
+                problems.append(f"{what}: no answer within {timeout:g} s")
+            elif probe.value is not None:
+                problems.append(f"{what}: unreachable ({probe.value})")
+            elif link is not None and not link.available:
+                problems.append(f"{what}: reachable, but the broker has not reconnected to it yet")
+        return problems
 
     # ------------------------------------------------------------------ config
     def apply_config(self, snapshot: ConfigSnapshot) -> None:

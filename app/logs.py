@@ -1,36 +1,96 @@
-"""Logging set-up: one line per event, as text or JSON. Secrets are never passed to a logger."""
+"""Logging set-up: one line per event, as text or JSON (``COBRA_LOG_JSON``), for ``python -m app run`` and
+for gunicorn (master and workers: :func:`gunicorn_logconfig`).
+
+Secrets are never passed to a logger; as a second line of defence, the password part of any URL that
+reaches a log line (``redis://:pw@host``) is masked. A JSON line carries ``connection_id`` when the event
+is about one connection (``log.info("connection %s: ...", conn.id)`` — the house style — or
+``extra={"connection_id": ...}``), and ``pid`` so the workers of one gunicorn master can be told apart.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+from typing import Any
 
 import orjson
 
 from .settings import Settings
 
+TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+
+_URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]+@")
+_CONNECTION_PREFIX = re.compile(r"^connection ([0-9a-f]{12})\b")
+# attributes every LogRecord has; anything else was passed with extra={...} and goes into the JSON line
+_STANDARD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def redact(text: str) -> str:
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        message = redact(record.getMessage())
+        entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "pid": record.process,
+            "message": message,
         }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRIBUTES and key not in entry:
+                plain = isinstance(value, (str, int, float, bool)) or value is None
+                entry[key] = value if plain else str(value)
+        if "connection_id" not in entry:
+            match = _CONNECTION_PREFIX.match(message)
+            if match:
+                entry["connection_id"] = match.group(1)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(entry).decode()
+
+
+def formatter(settings: Settings) -> logging.Formatter:
+    return JsonFormatter() if settings.log_json else TextFormatter()
 
 
 def setup_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if settings.log_json:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(settings))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+
+
+def gunicorn_logconfig(settings: Settings) -> dict[str, Any]:
+    """``logconfig_dict`` for gunicorn: its own messages (``gunicorn.error``) and the broker's go through
+    one handler and one format. The access log stays off, as in gunicorn's default: a WebSocket's
+    "request" line would only be written when the connection ends."""
+    chosen = "app.logs.JsonFormatter" if settings.log_json else "app.logs.TextFormatter"
+    level = settings.log_level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"cobra": {"()": chosen}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "cobra", "stream": "ext://sys.stderr"}
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+        },
+    }

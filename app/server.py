@@ -1,8 +1,9 @@
 """The WSGI application of one process, and serving it with gevent (``python -m app run``).
 
 Routing: WebSocket upgrades (any path) go to the broker; ``/health/``, ``/version/`` and ``/`` are the
-plain HTTP paths of PROTOCOL §1; ``/admin/`` is the Flask admin panel. The same application object is what
-``wsgi.py`` gives gunicorn.
+plain HTTP paths of PROTOCOL §1; ``/ready/`` (also ``/health/ready/``) is readiness, ``/metrics`` the
+Prometheus exposition of the whole cluster; ``/admin/`` is the Flask admin panel. The same application
+object is what ``wsgi.py`` gives gunicorn.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.lock
+import redis
 from gevent.pywsgi import WSGIServer
 
-from . import __version__
+from . import __version__, metrics
 from .broker import Broker, plain_response
+from .cluster import node_stats
 from .logs import setup_logging
 from .settings import Settings
 from .websocket import CobraWebSocketHandler, is_websocket_request
@@ -28,38 +32,72 @@ from .websocket import CobraWebSocketHandler, is_websocket_request
 log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+READY_PATHS = ("/ready/", "/health/ready/")
 
 
 class CobraApplication:
-    """The process's WSGI callable. The broker starts on first use, in the process that serves (so a
-    gunicorn master that imports this before forking never holds greenlets or Redis sockets)."""
+    """The process's WSGI callable. The broker starts after the fork, in the process that serves: from the
+    gunicorn worker hooks (:mod:`app.gunicorn_hooks`), from :func:`serve`, or else on the first request. A
+    gunicorn master that imports this (``--preload``) never holds greenlets or Redis sockets."""
 
     def __init__(self, settings: Settings, redis_url: str) -> None:
         self.settings = settings
         self.redis_url = redis_url
         self.broker = Broker(settings, redis_url)
         self.admin: WSGIApp | None = None
+        self.worker_bound = False  # set by the gunicorn hooks once they manage this process's broker
         self._extra_routes: dict[str, WSGIApp] = {}
+        self._start_lock: gevent.lock.Semaphore | None = None
 
     def start(self) -> None:
         self.broker.start()
 
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self.broker.shutdown(timeout)
+
+    def bind_port(self, port: int) -> None:
+        """The port this process really listens on (gunicorn's ``-b``), for the node name and registry."""
+        self.settings = self.settings.replace(port=port)
+        self.broker.settings = self.settings
+
     def mount(self, prefix: str, wsgi_app: WSGIApp) -> None:
         self._extra_routes[prefix] = wsgi_app
 
+    def _ensure_started(self) -> str | None:
+        """Start the broker on first use when nobody did (a WSGI server without our hooks); the reason
+        when it cannot start."""
+        if self.broker.started:
+            return None
+        if self._start_lock is None:
+            self._start_lock = gevent.lock.Semaphore()
+        with self._start_lock:  # concurrent first requests start it once
+            if not self.broker.started and not self.broker.stopping:
+                try:
+                    self.broker.start()
+                except Exception as exc:
+                    log.error("cannot start the broker: %s", exc)
+                    return str(exc)
+        return None if self.broker.started else "the broker is stopping"
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not self.broker.started:
-            self.broker.start()
-        if is_websocket_request(environ):
-            return self.broker.handle_websocket(environ, start_response)
         path = environ.get("PATH_INFO", "/")
+        websocket = is_websocket_request(environ)
+        if path == "/health/" and not websocket and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            return plain_response(start_response, "200 OK", "OK\n")  # liveness: no Redis access
+        failure = self._ensure_started()
+        if failure is not None:
+            return plain_response(start_response, "503 Service Unavailable", f"not started: {failure}\n")
+        if websocket:
+            return self.broker.handle_websocket(environ, start_response)
         for prefix, wsgi_app in self._extra_routes.items():
             if path == prefix.rstrip("/") or path.startswith(prefix):
                 return wsgi_app(environ, start_response)
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return plain_response(start_response, "405 Method Not Allowed", "KO\n", [("Allow", "GET, HEAD")])
-        if path == "/health/":
-            return plain_response(start_response, "200 OK", "OK\n")  # liveness: no Redis access
+        if path in READY_PATHS:
+            return self._readiness(start_response)
+        if path == "/metrics":
+            return self._metrics(start_response)
         if path == "/version/":
             return plain_response(start_response, "200 OK", f"{__version__}\n")
         if path == "/":
@@ -67,6 +105,28 @@ class CobraApplication:
             banner = f"cobra-broker {__version__}\nnode: {self.broker.node}\nstarted: {started}\n"
             return plain_response(start_response, "200 OK", banner)
         return plain_response(start_response, "404 Not Found", "KO\n")
+
+    def _readiness(self, start_response: Callable[..., Any]) -> list[bytes]:
+        """Readiness (unlike /health/): 503 while the config store or any shard does not answer."""
+        problems = self.broker.readiness()
+        if not problems:
+            return plain_response(start_response, "200 OK", "ready\n")
+        body = "not ready\n" + "".join(f"- {problem}\n" for problem in problems)
+        return plain_response(start_response, "503 Service Unavailable", body)
+
+    def _metrics(self, start_response: Callable[..., Any]) -> list[bytes]:
+        broker = self.broker
+        try:
+            documents, cluster_view = node_stats(broker.store.redis), True
+        except redis.RedisError as exc:
+            log.warning("/metrics: cannot read the cluster's stats, reporting this process only: %s", exc)
+            documents, cluster_view = {}, False
+        own = broker.stats_publisher.last_document
+        if own is not None and (not cluster_view or broker.node not in documents):
+            documents[broker.node] = own
+        body = metrics.render(documents, cluster_view)
+        start_response("200 OK", [("Content-Type", metrics.CONTENT_TYPE), ("Content-Length", str(len(body)))])
+        return [body]
 
 
 def create_application(settings: Settings, redis_url: str) -> CobraApplication:

@@ -41,6 +41,9 @@ class Settings:
     config_poll_interval: float = _knob(
         1.0, "seconds between config-version checks (a safety net under the change notifications)"
     )
+    redis_wait_timeout: float = _knob(
+        30.0, "seconds a starting broker keeps retrying an unreachable config Redis before it gives up"
+    )
 
     # --- WebSocket edge (PROTOCOL §1) ---
     max_message_size: int = _knob(

@@ -1,0 +1,143 @@
+"""``GET /metrics``: Prometheus text exposition of the whole cluster, whichever process answers the scrape.
+
+Under gunicorn a scrape reaches one worker picked by the kernel, so a per-process registry would report a
+random fraction of the traffic. Instead every process already writes its stats document to Redis once a
+second (:func:`app.cluster.node_stats`); the answering process renders the documents of every live node,
+each series labelled with its ``node``. We chose that over prometheus_client's multiprocess mode because:
+
+- it covers several machines, not just the workers of one gunicorn master (and needs no shared
+  ``PROMETHEUS_MULTIPROC_DIR`` to be created, wiped at deploy and cleaned of dead pids);
+- the hot path stays a dict increment (multiprocess mode writes an mmap'd file per increment);
+- per-node series let ``rate()`` handle a restarted worker's counter reset; a pre-summed counter would
+  drop whenever a node leaves. Sum in PromQL: ``sum without (node) (rate(cobra_publishes_total[1m]))``.
+
+The cost: numbers are up to one stats interval (~1 s) old. Scrape one address per cluster (every process
+reports all nodes). When Redis is unreachable, the answering process reports itself alone and says so in
+``cobra_cluster_view``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST  # the text format generate_latest() writes
+
+# (metric name, help, key in data.totals) — counters, exposed with the ``_total`` suffix
+COUNTERS = (
+    ("cobra_publishes", "Messages accepted from publishers (one per channel of a publish).", "publishes"),
+    ("cobra_published_bytes", "Bytes of the messages accepted from publishers.", "published_bytes"),
+    ("cobra_deliveries", "Messages handed to subscriptions by the live fan-out.", "deliveries"),
+    ("cobra_delivered_bytes", "Bytes handed to subscriptions by the live fan-out.", "delivered_bytes"),
+    (
+        "cobra_slow_consumer_disconnects",
+        "Clients disconnected because their send queue overflowed (their messages were dropped).",
+        "slow_consumer_disconnects",
+    ),
+    ("cobra_errors", "Requests answered with an error, and fatal protocol errors.", "errors"),
+    ("cobra_auth_failures", "Failed authentications.", "auth_failures"),
+    (
+        "cobra_publish_batch_commands",
+        "Commands written to Redis in pipelined publish batches.",
+        "publish_batch_commands",
+    ),
+)
+
+
+class ClusterCollector:
+    """Turns stats documents (node name → document) into metric families."""
+
+    def __init__(self, documents: Mapping[str, Mapping[str, Any]], cluster_view: bool) -> None:
+        self.documents = documents
+        self.cluster_view = cluster_view
+
+    def collect(self) -> Iterator[Metric]:
+        docs = {node: _map(doc.get("data")) for node, doc in sorted(self.documents.items())}
+        view = GaugeMetricFamily(
+            "cobra_cluster_view",
+            "1: every live node's numbers (read from Redis); 0: Redis unreachable, this process alone.",
+        )
+        view.add_metric([], 1 if self.cluster_view else 0)
+        yield view
+        nodes = GaugeMetricFamily("cobra_nodes", "Broker processes reporting statistics.")
+        nodes.add_metric([], len(docs))
+        yield nodes
+
+        for name, help_text, key in (
+            ("cobra_connections", "Open client connections.", "connections"),
+            ("cobra_subscriptions", "Active subscriptions.", "subscriptions"),
+            ("cobra_memory_bytes", "Resident memory of the broker process.", "mem_bytes"),
+            ("cobra_uptime_seconds", "Seconds since the broker process started.", "uptime_seconds"),
+        ):
+            gauge = GaugeMetricFamily(name, help_text, labels=["node"])
+            for node, data in docs.items():
+                gauge.add_metric([node], _number(_map(data.get("system")).get(key)))
+            yield gauge
+
+        for name, help_text, key in COUNTERS:
+            counter = CounterMetricFamily(name, help_text, labels=["node"])
+            for node, data in docs.items():
+                counter.add_metric([node], _number(_map(data.get("totals")).get(key)))
+            yield counter
+
+        for name, help_text, key in (
+            ("cobra_app_publishes", "Messages accepted from publishers, per app.", "published_count"),
+            ("cobra_app_deliveries", "Messages handed to subscriptions, per app.", "delivered_count"),
+        ):
+            counter = CounterMetricFamily(name, help_text, labels=["node", "app"])
+            for node, data in docs.items():
+                for app, entry in sorted(_map(data.get("apps")).items()):
+                    counter.add_metric([node, app], _number(_map(entry).get(key)))
+            yield counter
+        app_connections = GaugeMetricFamily(
+            "cobra_app_connections", "Open connections per app.", labels=["node", "app"]
+        )
+        for node, data in docs.items():
+            for app, entry in sorted(_map(data.get("apps")).items()):
+                app_connections.add_metric([node, app], _number(_map(entry).get("connections")))
+        yield app_connections
+
+        shard_up = GaugeMetricFamily(
+            "cobra_shard_up", "1 when the node is connected to the shard.", labels=["node", "shard"]
+        )
+        shard_queued = GaugeMetricFamily(
+            "cobra_shard_publish_queue",
+            "Publishes waiting for or on the wire to the shard.",
+            labels=["node", "shard"],
+        )
+        for node, data in docs.items():
+            for shard, entry in sorted(_map(data.get("shards")).items()):
+                shard_up.add_metric([node, shard], _number(_map(entry).get("up")))
+                shard_queued.add_metric([node, shard], _number(_map(entry).get("queued")))
+        yield shard_up
+        yield shard_queued
+
+        latency = HistogramMetricFamily(
+            "cobra_publish_batch_seconds",
+            "Time from writing a pipelined publish batch to Redis until its last reply was read.",
+            labels=["node"],
+        )
+        for node, data in docs.items():
+            histogram = _map(data.get("publish_batch_seconds"))
+            buckets = [(str(bound), _number(count)) for bound, count in histogram.get("buckets") or ()]
+            if buckets:
+                latency.add_metric([node], buckets, sum_value=_number(histogram.get("sum")))
+        yield latency
+
+
+def render(documents: Mapping[str, Mapping[str, Any]], cluster_view: bool = True) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ClusterCollector(documents, cluster_view))  # type: ignore[arg-type]
+    return generate_latest(registry)
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _number(value: Any) -> float:
+    # a document from a broker of another version may lack a number: report 0 rather than fail the scrape
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
