@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..config_store import ConfigError, dump_apps_yaml
+from ..config_store import ConfigError, dump_apps_yaml, parse_apps_yaml
 from ..models import WELL_KNOWN_APPS
 from ..settings import settings_table
 from .common import add_store_arguments, fail, open_store
+from .ops_commands import progress
 
 
 def register(commands: Any) -> None:
@@ -48,11 +49,17 @@ def import_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"cannot read {args.file}: {exc}")
     with open_store(args) as store:
+        # a big apps.yaml takes seconds to parse: say what is going on, step by step
         try:
-            keys = store.import_yaml(text)
+            with progress(f"parsing {args.file} ({len(text) / 1e6:.1f} MB)"):
+                apps = parse_apps_yaml(text)
         except ConfigError as exc:
             return fail(f"{args.file}: {exc}")
-    print(f"imported {len(keys)} app(s): {', '.join(keys)}")
+        with progress(f"writing {len(apps)} app(s) to the config store"):
+            store.put_apps(apps)
+    keys = [app.key for app in apps]
+    shown = ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
+    print(f"imported {len(keys)} app(s): {shown}")
     return 0
 
 
