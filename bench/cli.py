@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .profile import Profiler, summarise, summary_table
 from .race import median_runs, race, ratio_table
 from .report import RESULTS_DIR, chart, results_table, save
 from .runner import Target, run_scenario
@@ -53,6 +54,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, help="override the open-loop rate (messages/s)")
     parser.add_argument("--connections", type=int, help="override the idle connection count")
     parser.add_argument("--message-size", type=int, help="approximate bytes per message (default 256)")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the server(s) started, e.g. COBRA_HISTORY_MAX_LENGTH=0 (repeatable)",
+    )
     parser.add_argument("--name", help="file name prefix for the JSON and PNG")
     parser.add_argument("--no-chart", action="store_true")
 
@@ -69,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--role", default="pubsub")
     run.add_argument("--secret", help="the role's secret (required with --target)")
     run.add_argument("--broker-pid", type=int, help="pid to watch with --target (default: found by port)")
+    run.add_argument(
+        "--profile", action="store_true", help="py-spy the server during each window (SVG + top functions)"
+    )
     racer = commands.add_parser("race", help="ours then the reference, same load, ratios")
     _common(racer)
     racer.add_argument("--order", default="ours,reference", help="which server runs first")
@@ -109,6 +120,13 @@ def _source(args: argparse.Namespace) -> tuple[Path, str]:
     return ROOT, "working tree"
 
 
+def _server_env(args: argparse.Namespace) -> dict[str, str]:
+    pairs = [item.partition("=") for item in args.server_env]
+    if any(not key or not sep for key, sep, _ in pairs):
+        raise SystemExit("--server-env takes KEY=VALUE")
+    return {key: value for key, _, value in pairs}
+
+
 def _finish(name: str, document: dict[str, Any], results: list[dict[str, Any]], no_chart: bool) -> None:
     path = save(name, document)
     print(f"\nresults: {path.relative_to(ROOT)}")
@@ -131,24 +149,34 @@ def command_run(args: argparse.Namespace) -> int:
         target = Target("target", args.target, args.appkey, args.role, args.secret, broker_pid=pid)
     else:
         workdir = Path(tempfile.mkdtemp(prefix="bench-", dir=ROOT / ".state"))
-        started = LocalServer(args.server, workdir, broker_cpus, load_cpus, source=source).start()
+        started = LocalServer(
+            args.server, workdir, broker_cpus, load_cpus, source=source, extra_env=_server_env(args)
+        ).start()
         target = started.target()
     try:
         for scenario in scenarios:
             print(f"{target.name}: {scenario.title} ...", file=sys.stderr, flush=True)
-            results.append(
-                run_scenario(
-                    scenario,
-                    target,
-                    duration=args.duration,
-                    warmup=args.warmup,
-                    workers=args.workers,
-                    load_cpus=load_cpus,
-                    run_tag=str(int(time.time())),
-                    setup_concurrency=args.setup_concurrency,
-                )
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            profiler = Profiler(RESULTS_DIR / f"profile-{target.name}-{scenario.name}-{stamp}")
+            result = run_scenario(
+                scenario,
+                target,
+                duration=args.duration,
+                warmup=args.warmup,
+                workers=args.workers,
+                load_cpus=load_cpus,
+                run_tag=str(int(time.time())),
+                setup_concurrency=args.setup_concurrency,
+                on_window=profiler.start if args.profile else None,
             )
+            results.append(result)
             print(results_table(results[-1:]).split("\n", 2)[-1], file=sys.stderr, flush=True)
+            if args.profile:
+                profiler.wait()
+                summary = summarise(profiler.raw)
+                result["profile"] = {"svg": str(profiler.svg.relative_to(ROOT)), **summary}
+                print(f"\nprofile of {scenario.name}: {profiler.svg.relative_to(ROOT)}\n", flush=True)
+                print(summary_table(summary), flush=True)
     finally:
         if started is not None:
             started.stop()
@@ -182,6 +210,7 @@ def command_race(args: argparse.Namespace) -> int:
         setup_concurrency=args.setup_concurrency,
         order=tuple(args.order.split(",")),
         rounds=args.rounds,
+        extra_env=_server_env(args),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     summary = median_runs(results)

@@ -33,6 +33,7 @@ def race(
     setup_concurrency: int,
     order: tuple[str, ...] = ("ours", "reference"),
     rounds: int = 1,
+    extra_env: dict[str, str] | None = None,
     progress: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Every run of every scenario; with ``rounds`` > 1 the servers alternate round after round, so that a
@@ -40,7 +41,14 @@ def race(
     results = []
     for round_no in range(1, rounds + 1):
         for kind in order:
-            server = LocalServer(kind, workdir / f"{kind}-{round_no}", broker_cpus, load_cpus, source=source)
+            server = LocalServer(
+                kind,
+                workdir / f"{kind}-{round_no}",
+                broker_cpus,
+                load_cpus,
+                source=source,
+                extra_env=dict(extra_env or {}),
+            )
             progress(f"round {round_no}/{rounds}: starting {kind} on port {server.port} ...")
             with server:
                 for scenario in scenarios:

@@ -6,6 +6,7 @@ import math
 import multiprocessing
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
@@ -87,7 +88,9 @@ def run_scenario(
     run_tag: str = "0",
     settle: float = 2.0,
     setup_concurrency: int = 64,
+    on_window: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
+    """Run ``scenario`` against ``target``; ``on_window(pid, seconds)`` is called as the window opens."""
     plans = build_plans(
         scenario,
         target=target.endpoint,
@@ -130,6 +133,8 @@ def run_scenario(
         time.sleep(max(0.0, window_start - time.monotonic()))
         broker.start()
         redis.start()
+        if on_window is not None and target.broker_pid:
+            on_window(target.broker_pid, duration)
         cores_start, cores_wall = psutil.cpu_times(percpu=True), time.monotonic()
         window_end = window_start + duration
         while (left := window_end - time.monotonic()) > 0:

@@ -110,6 +110,7 @@ class LocalServer:
     process: subprocess.Popen | None = None
     secret: str = ""
     source: Path = ROOT  # the checkout ``python -m app run`` runs from (see snapshot())
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. COBRA_* settings for an experiment
 
     @property
     def endpoint(self) -> str:
@@ -159,6 +160,7 @@ class LocalServer:
     def _command(self, apps_yaml: Path) -> tuple[list[str], dict[str, str]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COBRA_") and k != "REDIS_URL"}
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.extra_env)
         assert self.redis is not None
         if self.kind == "ours":
             env.update(REDIS_URL=self.redis.url, COBRA_STATE_DIR=str(self.workdir / "ours-state"))
