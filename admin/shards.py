@@ -89,22 +89,21 @@ def channel_shares(shards: Sequence[Shard]) -> dict[str, float]:
     return {s.name: counts[s.name] / SAMPLES for s in shards}
 
 
-def moved_fraction(current: Sequence[Shard], proposed: Sequence[Shard]) -> float:
-    """Fraction of channels whose Redis node changes. The ring hashes names, so this is
-    ``predicted_move_fraction`` of the names — plus the share of any shard kept under its name but given a
-    new address, whose channels all land on a different node."""
-    fraction = predicted_move_fraction([s.name for s in current], [s.name for s in proposed])
-    if not current or not proposed:
-        return fraction
-    old_urls = {s.name: s.url for s in current}
-    readdressed = {s.name for s in proposed if s.name in old_urls and old_urls[s.name] != s.url}
-    if readdressed:
-        before, after = ShardRing(list(old_urls)), ShardRing([s.name for s in proposed])
-        keys = [f"app{i % 97}::channel-{i}" for i in range(SAMPLES)]
-        fraction += sum(
-            1 for k in keys if after.node_for(k) in readdressed and before.node_for(k) == after.node_for(k)
-        ) / len(keys)
-    return fraction
+def moved_fraction(current: Sequence[Shard], proposed: Sequence[Shard], config_url: str) -> float:
+    """Fraction of channels whose Redis node changes. The ring hashes names, so with the same address
+    behind each kept name this is ``predicted_move_fraction`` of the names. When an address changes — a
+    shard kept under its name but moved, or the step from "no list" (the config Redis, alone) to a list —
+    the channels are followed to their node's address instead."""
+    before = list(current) or [Shard("config", config_url)]
+    after = list(proposed) or [Shard("config", config_url)]
+    old_urls = {s.name: s.url for s in before}
+    new_urls = {s.name: s.url for s in after}
+    if current and proposed and all(old_urls.get(name, url) == url for name, url in new_urls.items()):
+        return predicted_move_fraction(list(old_urls), list(new_urls))
+    before_ring, after_ring = ShardRing(list(old_urls)), ShardRing(list(new_urls))
+    keys = [f"app{i % 97}::channel-{i}" for i in range(SAMPLES)]
+    moved = sum(1 for k in keys if old_urls[before_ring.node_for(k)] != new_urls[after_ring.node_for(k)])
+    return moved / len(keys)
 
 
 def _rows(shards: Sequence[Shard]) -> list[dict[str, str]]:
@@ -168,7 +167,7 @@ def submit() -> Any:
     if not valid:
         return _render(form, 400)
     current = list(existing.values())
-    fraction = moved_fraction(current, proposed)
+    fraction = moved_fraction(current, proposed, panel().redis_url)
     if request.form.get("action") != "save":
         shares = channel_shares(proposed)
         preview = {

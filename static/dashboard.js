@@ -17,8 +17,9 @@ function drawSpark(svg, values) {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
   const width = 120, height = 32;
   const max = Math.max(1, ...values);
-  const step = width / (HISTORY - 1);
-  const offset = width - step * (values.length - 1);
+  // Few points yet: spread them over the whole width rather than squeezing them to the right.
+  const step = width / Math.max(values.length - 1, 1);
+  const offset = values.length > 1 ? 0 : width;
   const points = values.map((v, i) => `${(offset + i * step).toFixed(1)},${(height - 2 - (v / max) * (height - 4)).toFixed(1)}`);
   if (points.length > 1) {
     const area = document.createElementNS(SVG, "polygon");

@@ -13,7 +13,7 @@ from admin.users import set_password
 from app.config_store import ConfigStore
 from app.embedded_redis import free_port
 from app.models import Shard
-from app.shards import predicted_move_fraction
+from app.shards import ShardRing, predicted_move_fraction
 from tests.support.processes import RedisProcess
 
 from .conftest import PASSWORD, new_panel, unique
@@ -69,7 +69,10 @@ def test_preview_then_save_a_new_shard(own, private_redis, extra_redis):
     preview = client.post("/shards/", proposed)
     assert preview.status_code == 200
     html = preview.get_data(as_text=True)
-    assert 'id="move-fraction">100.0%' in html  # from "the config Redis" to a named ring: all move
+    # "main" is the config Redis itself: only the channels the ring gives to "second" change node.
+    ring = ShardRing(["main", "second"])
+    expected = sum(ring.node_for(f"app{i % 97}::channel-{i}") == "second" for i in range(20_000)) / 200
+    assert f'id="move-fraction">{expected:.1f}%' in html
     assert 'id="save-shards"' in html
     assert store.shards() == ()  # a preview changes nothing
     saved = client.post("/shards/", proposed | {"action": "save"})
@@ -104,11 +107,18 @@ def test_reordering_moves_nothing(own, private_redis, extra_redis):
     assert [s.name for s in store.shards()] == ["b", "a"]
 
 
-def test_a_new_address_under_the_same_name_moves_that_shard(private_redis):
+def test_a_new_address_under_the_same_name_moves_that_shard():
     old = [Shard("a", "redis://h1:1/0"), Shard("b", "redis://h2:1/0")]
     new = [Shard("a", "redis://h1:1/0"), Shard("b", "redis://h3:1/0")]
-    assert 0.3 < moved_fraction(old, new) < 0.7
-    assert moved_fraction(old, old) == 0.0
+    assert 0.3 < moved_fraction(old, new, "redis://config/0") < 0.7
+    assert moved_fraction(old, old, "redis://config/0") == 0.0
+
+
+def test_naming_the_config_redis_as_the_only_shard_moves_nothing():
+    config = "redis://config:6379/0"
+    assert moved_fraction([], [Shard("main", config)], config) == 0.0
+    assert moved_fraction([Shard("main", config)], [], config) == 0.0
+    assert moved_fraction([], [Shard("elsewhere", "redis://other:1/0")], config) == 1.0
 
 
 def test_a_shard_that_does_not_answer_is_refused(own, private_redis):
