@@ -2,7 +2,7 @@
 
 Connections come from the cluster registry each broker process keeps in Redis; disconnecting one goes over
 the cluster's control channel to whichever process holds it. Rates come from the stats documents the
-brokers write about once a second (``app.cluster.node_stats``).
+brokers write about once a second (``app.cluster.node_stats``), summed up by :mod:`admin.live_stats`.
 """
 
 from __future__ import annotations
@@ -24,12 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def node_stats(client: redis.Redis) -> dict[str, dict[str, Any]]:
-    """The brokers' stats documents; empty while no broker publishes them (older brokers)."""
-    reader = getattr(cluster, "node_stats", None)
-    if reader is None:
-        return {}
+    """The stats documents of the live broker processes (empty until one has reported)."""
     try:
-        return reader(client) or {}
+        return cluster.node_stats(client)
     except (ValueError, TypeError) as exc:  # a malformed document must not take the dashboard down
         log.warning("unreadable broker stats: %s", exc)
         return {}
