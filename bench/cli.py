@@ -24,7 +24,7 @@ from typing import Any
 from .profile import Profiler, summarise, summary_table
 from .race import median_runs, race, ratio_table
 from .report import RESULTS_DIR, chart, results_table, save
-from .runner import Target, run_scenario
+from .runner import Target, failed_result, run_scenario
 from .scenarios import RACE_SCENARIOS, SCENARIOS, Scenario, customise
 from .servers import ROOT, LocalServer, default_cpu_layout, find_pid_listening, snapshot
 from .wsclient import split_target
@@ -158,17 +158,22 @@ def command_run(args: argparse.Namespace) -> int:
             print(f"{target.name}: {scenario.title} ...", file=sys.stderr, flush=True)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             profiler = Profiler(RESULTS_DIR / f"profile-{target.name}-{scenario.name}-{stamp}")
-            result = run_scenario(
-                scenario,
-                target,
-                duration=args.duration,
-                warmup=args.warmup,
-                workers=args.workers,
-                load_cpus=load_cpus,
-                run_tag=str(int(time.time())),
-                setup_concurrency=args.setup_concurrency,
-                on_window=profiler.start if args.profile else None,
-            )
+            try:
+                result = run_scenario(
+                    scenario,
+                    target,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                    workers=args.workers,
+                    load_cpus=load_cpus,
+                    run_tag=str(int(time.time())),
+                    setup_concurrency=args.setup_concurrency,
+                    on_window=profiler.start if args.profile else None,
+                )
+            except RuntimeError as exc:
+                print(f"  failed: {exc}", file=sys.stderr, flush=True)
+                results.append(failed_result(scenario, target, str(exc)))
+                continue
             results.append(result)
             print(results_table(results[-1:]).split("\n", 2)[-1], file=sys.stderr, flush=True)
             if args.profile:

@@ -110,7 +110,10 @@ class ConnectionPool:
 
     def setup_read(self, conn: Conn) -> bool:
         """Advance the set-up of ``conn`` with what arrived; True once it is ready."""
-        data = conn.sock.recv(RECV_SIZE)
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return False
         if not data:
             raise ConnectionError(f"server closed a connection during set-up (state {conn.state})")
         conn.inbuf += data

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .report import markdown_table
-from .runner import run_scenario
+from .runner import failed_result, run_scenario
 from .scenarios import Scenario
 from .servers import LocalServer
 
@@ -53,16 +53,20 @@ def race(
             with server:
                 for scenario in scenarios:
                     progress(f"  {kind}: {scenario.title} ({duration:g} s + {warmup:g} s warm-up)")
-                    result = run_scenario(
-                        scenario,
-                        server.target(),
-                        duration=duration,
-                        warmup=warmup,
-                        workers=workers,
-                        load_cpus=load_cpus,
-                        run_tag=f"{kind}{round_no}",
-                        setup_concurrency=setup_concurrency,
-                    )
+                    try:
+                        result = run_scenario(
+                            scenario,
+                            server.target(),
+                            duration=duration,
+                            warmup=warmup,
+                            workers=workers,
+                            load_cpus=load_cpus,
+                            run_tag=f"{kind}{round_no}",
+                            setup_concurrency=setup_concurrency,
+                        )
+                    except RuntimeError as exc:  # recorded: a server refusing the load is a result too
+                        progress(f"    failed: {exc}")
+                        result = failed_result(scenario, server.target(), str(exc))
                     result["round"] = round_no
                     results.append(result)
     return results
@@ -98,10 +102,16 @@ def ratio_table(results: list[dict[str, Any]]) -> str:
         ours, ref = by_key.get(("ours", name)), by_key.get(("reference", name))
         if ours is None or ref is None:
             continue
+        if ours.get("failed") or ref.get("failed"):
+            failed = [f"{r['server']} failed" for r in (ours, ref) if r.get("failed")]
+            rows.append([name, *["-"] * 8, ", ".join(failed)])
+            continue
         kind = ours["kind"]
         o_rate, r_rate = ours["deliveries_per_s"], ref["deliveries_per_s"]
         o_p99, r_p99 = ours["latency_ms"]["p99"], ref["latency_ms"]["p99"]
         rate_ratio = o_rate / r_rate if r_rate else None
+        o_cpu, r_cpu = ours.get("deliveries_per_cpu_s"), ref.get("deliveries_per_cpu_s")
+        cpu_ratio = o_cpu / r_cpu if o_cpu and r_cpu else None
         p99_ratio = o_p99 / r_p99 if o_p99 is not None and r_p99 else None
         verdicts = []
         if kind == "throughput" and rate_ratio is not None:
@@ -119,6 +129,7 @@ def ratio_table(results: list[dict[str, Any]]) -> str:
                 _fmt(o_rate, 0),
                 _fmt(r_rate, 0),
                 _fmt(rate_ratio, 2) + "x" if rate_ratio is not None else "-",
+                _fmt(cpu_ratio, 2) + "x" if cpu_ratio is not None else "-",
                 _fmt(o_p99, 3),
                 _fmt(r_p99, 3),
                 _fmt(p99_ratio, 2) + "x" if p99_ratio is not None else "-",
@@ -131,6 +142,7 @@ def ratio_table(results: list[dict[str, Any]]) -> str:
         "ours deliv/s",
         "ref deliv/s",
         "ours/ref",
+        "per srv-CPU-s ours/ref",
         "ours p99 ms",
         "ref p99 ms",
         "p99 ours/ref",

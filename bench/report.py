@@ -19,6 +19,7 @@ COLUMNS = (
     ("server", "server"),
     ("pub/s", "publishes_per_s"),
     ("deliv/s", "deliveries_per_s"),
+    ("deliv/srv-CPU-s", "deliveries_per_cpu_s"),
     ("p50 ms", ("latency_ms", "p50")),
     ("p99 ms", ("latency_ms", "p99")),
     ("p99.9 ms", ("latency_ms", "p999")),
@@ -70,7 +71,9 @@ def results_table(results: list[dict[str, Any]]) -> str:
                 f"{r['server']} {r['scenario']}: {idle['connections']:,} idle connections, "
                 f"{idle['rss_kb_per_connection']} KB of broker RSS each"
             )
-        if r.get("errors"):
+        if r.get("failed"):
+            notes.append(f"{r['server']} {r['scenario']}: FAILED: {r['failed'][:300]}")
+        elif r.get("errors"):
             notes.append(f"{r['server']} {r['scenario']}: first errors: {r['errors'][:2]}")
     return table + ("\n\n" + "\n".join(notes) if notes else "")
 

@@ -174,6 +174,10 @@ def run_scenario(
         # server itself means another process took CPU from it (the numbers are then pessimistic).
         cores_busy_percent=cores_busy,
     )
+    if broker_cpu and broker_cpu >= 5 and result["deliveries_per_s"]:
+        # Deliveries per second of server CPU: on a shared machine the server may get only part of its core,
+        # and this is what it would do with a whole one *if* CPU is its limit (an estimate, labelled so).
+        result["deliveries_per_cpu_s"] = round(result["deliveries_per_s"] * 100 / broker_cpu, 1)
     broker_cores = psutil.Process(target.broker_pid).cpu_affinity() if target.broker_pid else []
     if broker_cores and len(broker_cores) < len(cores_busy):
         result["server_core_busy_percent"] = max(cores_busy[c] for c in broker_cores)
@@ -188,6 +192,26 @@ def run_scenario(
             ),
         }
     return result
+
+
+def failed_result(scenario: Scenario, target: Target, reason: str) -> dict[str, Any]:
+    """A row for a scenario that could not run (a server refusing the load is a finding, not a crash)."""
+    return {
+        "scenario": scenario.name,
+        "title": scenario.title,
+        "kind": scenario.kind,
+        "server": target.name,
+        "endpoint": target.endpoint,
+        "params": scenario.describe(),
+        "failed": reason,
+        "publishes_per_s": 0.0,
+        "deliveries_per_s": 0.0,
+        "lost": None,
+        "disconnects": None,
+        "errors": [reason],
+        "latency_ms": {"p50": None, "p99": None, "p999": None, "max": None, "samples": 0},
+        "ack_latency_ms": {"p50": None, "p99": None, "p999": None, "max": None, "samples": 0},
+    }
 
 
 def _busy_percent(before: list[Any], after: list[Any], wall: float) -> dict[int, float]:
