@@ -166,8 +166,13 @@ def publish(conn: Connection, request: Request) -> bytes | None:
     broker.limits.check_message_size(conn, len(message))
     policy = broker.history_policy(conn.app_key)
     outcome = _PublishOutcome(conn, request, channels)
+    republisher = broker.engine.republisher
+    rules = republisher.rules_for(conn.app)  # None for an app without republish rules
     for channel in channels:
-        broker.engine.publish(_channel_key(conn, channel), message, policy, outcome.on_result)
+        callback = outcome.on_result
+        if rules is not None:
+            callback = republisher.after_publish(rules, channel, body["message"], policy, callback)
+        broker.engine.publish(_channel_key(conn, channel), message, policy, callback)
     broker.stats.on_publish(conn, channels, len(message))
     return None
 

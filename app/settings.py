@@ -81,6 +81,10 @@ class Settings:
         1000, "default messages kept per channel (apps may override; 0 = no replay, pure Pub/Sub)"
     )
     history_max_age: int = _knob(3600, "default seconds a channel's history (and an idle channel) lives")
+    shard_probe_interval: float = _knob(
+        5.0,
+        "seconds between liveness probes of each shard connection; one silent for 2.5 probes is rebuilt",
+    )
 
     # --- logging ---
     log_level: str = _knob("INFO", "logging level")

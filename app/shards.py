@@ -2,6 +2,9 @@
 
 Hashing the shard *names* (not their URLs) means a shard can move to another address without moving a
 single channel; adding or removing one shard moves only about 1/N of the channels.
+
+An empty shard list means "the config Redis alone", under the name :data:`DEFAULT_SHARD`. Listing shards
+replaces it: the config Redis then carries channels only if it is listed too (under any name).
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from uhashring import HashRing
+
+from .models import Shard
+
+DEFAULT_SHARD = "default"
 
 # Channel → shard answers are cached: ketama costs ~1.6 µs per lookup, a dict hit ~50 ns.
 _CACHE_LIMIT = 100_000
@@ -40,6 +47,10 @@ class ShardRing:
         return [key for key in keys if self.node_for(key) != other.node_for(key)]
 
 
+def _sample_keys(samples: int) -> Iterable[str]:
+    return (f"app{i % 97}::channel-{i}" for i in range(samples))
+
+
 def predicted_move_fraction(current: Sequence[str], proposed: Sequence[str], samples: int = 20_000) -> float:
     """Fraction of channels that would change shard if the list went from ``current`` to ``proposed``.
 
@@ -51,5 +62,32 @@ def predicted_move_fraction(current: Sequence[str], proposed: Sequence[str], sam
     if not current or not proposed:
         return 1.0
     before, after = ShardRing(current), ShardRing(proposed)
-    keys = (f"app{i % 97}::channel-{i}" for i in range(samples))
-    return len(before.moved_keys(after, keys)) / samples
+    return len(before.moved_keys(after, _sample_keys(samples))) / samples
+
+
+def effective_shards(shards: Sequence[Shard], config_url: str) -> tuple[Shard, ...]:
+    """The shards that really carry channels: the list, or the config Redis alone when it is empty."""
+    return tuple(shards) or (Shard(DEFAULT_SHARD, config_url),)
+
+
+def predicted_shard_move_fraction(
+    current: Sequence[Shard], proposed: Sequence[Shard], config_url: str, samples: int = 20_000
+) -> float:
+    """Like :func:`predicted_move_fraction`, for shard lists as stored (empty = the config Redis).
+
+    A channel "moves" when the Redis node (URL) carrying it changes; its history and stored value stay
+    behind on the old node. Renaming a shard without changing its URL moves channels on the ring, but
+    those that land on the same node again do not count.
+    """
+    before, after = effective_shards(current, config_url), effective_shards(proposed, config_url)
+    if before == after:
+        return 0.0
+    before_urls = {s.name: s.url for s in before}
+    after_urls = {s.name: s.url for s in after}
+    before_ring, after_ring = ShardRing([s.name for s in before]), ShardRing([s.name for s in after])
+    moved = 0
+    for key in _sample_keys(samples):
+        old, new = before_ring.node_for(key), after_ring.node_for(key)
+        if before_urls[old] != after_urls[new]:
+            moved += 1
+    return moved / samples

@@ -6,13 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import admin_commands, clients, config_commands, ops_commands, run
+from . import admin_commands, clients, config_commands, ops_commands, run, shard_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description="Cobra-protocol pub/sub broker")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run, config_commands, clients, ops_commands, admin_commands):
+    for module in (run, config_commands, clients, shard_commands, ops_commands, admin_commands):
         module.register(commands)
     return parser
 

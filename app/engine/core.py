@@ -3,6 +3,11 @@
 Per process and per shard there is one :class:`ShardPublisher` and one :class:`ShardSubscriber`; the
 local routing table maps a Redis channel to the subscriptions of this process, grouped by filter so each
 distinct StreamSQL filter runs once per message, and each delivered message is serialised once.
+
+A channel's live feed can be interrupted two ways: its shard's Pub/Sub connection drops, or the shard
+list changes and the channel moves to another shard. Either way, once the channel is live again, what its
+shard published meanwhile is read back from the stream and delivered before anything newer (a *fill*; see
+:mod:`.routes`), so subscribers see no gap and no duplicate.
 """
 
 from __future__ import annotations
@@ -13,96 +18,29 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.lock
 import orjson
 import redis
 
 from .. import protocol
-from ..config_store import connect
 from ..models import Shard
 from ..protocol import ErrorCode
-from ..resp import RedisAddress
-from ..shards import ShardRing
+from ..shards import DEFAULT_SHARD, ShardRing
 from ..subscription import Subscription
-from .history import SCRIPTS, HistoryPolicy, entries_after, entry_at, last_entry, publish_command, resume_plan
-from .publisher import UNAVAILABLE, ShardPublisher
-from .pubsub import ShardSubscriber
+from .errors import REPLAY_LIMIT, EngineError, shard_unavailable
+from .history import HistoryPolicy, entry_at, last_entry, publish_command, resume_plan
+from .links import ShardLink
+from .publisher import UNAVAILABLE
+from .recovery import Recovery
+from .republish import Republisher
+from .routes import Route
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHARD = "default"
-REPLAY_LIMIT = 100_000  # most entries one resume replays, whatever the retention settings say
-
-
-class EngineError(Exception):
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-def shard_unavailable(name: str) -> EngineError:
-    return EngineError(f"shard {name} is unavailable", ErrorCode.SHARD_UNAVAILABLE)
-
-
-class ShardLink:
-    """This process's connections to one shard."""
-
-    def __init__(self, shard: Shard, engine: Engine) -> None:
-        self.shard = shard
-        self.name = shard.name
-        address = RedisAddress(shard.url)
-        self.publisher = ShardPublisher(
-            shard.name, address, SCRIPTS, engine.batch_max, on_batch=engine.stats.on_publish_batch
-        )
-        self.subscriber = ShardSubscriber(
-            shard.name,
-            address,
-            on_message=engine.route_message,
-            on_subscribed=lambda channel: engine._on_channel_live(self, channel),
-            on_down=lambda: engine._on_shard_down(self),
-        )
-        self.client: redis.Redis = connect(shard.url)
-
-    def start(self) -> None:
-        self.publisher.start()
-        self.subscriber.start()
-
-    def stop(self, timeout: float) -> None:
-        self.publisher.stop(timeout)
-        self.subscriber.stop()
-        self.client.close()
-
-    @property
-    def available(self) -> bool:
-        return self.publisher.available and self.subscriber.connected
-
-
-class Route:
-    """The local subscriptions of one Redis channel, grouped by filter."""
-
-    __slots__ = ("down", "groups", "key", "last_position", "link")
-
-    def __init__(self, key: bytes, link: ShardLink) -> None:
-        self.key = key
-        self.link = link
-        # filter (None = unfiltered) → subscriptions; tuples, so fan-out iterates without copying
-        self.groups: dict[Any, tuple[Subscription, ...]] = {}
-        self.last_position: str | None = None
-        self.down = False
-
-    def add(self, sub: Subscription) -> None:
-        self.groups[sub.filter] = (*self.groups.get(sub.filter, ()), sub)
-
-    def remove(self, sub: Subscription) -> None:
-        remaining = tuple(s for s in self.groups.get(sub.filter, ()) if s is not sub)
-        if remaining:
-            self.groups[sub.filter] = remaining
-        else:
-            self.groups.pop(sub.filter, None)
-
-    def subscriptions(self) -> Iterable[Subscription]:
-        for subs in self.groups.values():
-            yield from subs
+# Seconds a moved channel stays subscribed on its old shard after this process switched: messages in
+# flight there still arrive, and so do those of processes that learn about the change later (they poll
+# the config version every second, should they miss its announcement).
+MOVE_GRACE = 5.0
 
 
 class _Stats:
@@ -115,19 +53,37 @@ class _Stats:
         pass
 
 
-class Engine:
-    def __init__(self, batch_max: int = 2000, subscribe_timeout: float = 5.0, stats: Any = None) -> None:
+class Engine(Recovery):
+    def __init__(
+        self,
+        batch_max: int = 2000,
+        subscribe_timeout: float = 5.0,
+        stats: Any = None,
+        probe_interval: float = 5.0,
+    ) -> None:
         self.batch_max = batch_max
         self.subscribe_timeout = subscribe_timeout
+        self.probe_interval = probe_interval
         self.stats = stats or _Stats()
         self.links: dict[str, ShardLink] = {}
         self.ring: ShardRing | None = None
         self.routes: dict[bytes, Route] = {}
         self.on_moved: Callable[[int], None] | None = None
+        self.republisher = Republisher(self)
+        self._configuring = gevent.lock.Semaphore()
 
     # ------------------------------------------------------------------ shards
     def configure(self, shards: Iterable[Shard], default_url: str) -> int:
-        """Use ``shards`` (or the config Redis alone when empty); returns how many local channels moved."""
+        """Use ``shards`` (or the config Redis alone when empty); returns how many local channels moved.
+
+        Moved channels are subscribed on their new shard *before* this process starts publishing there
+        (waiting at most ``subscribe_timeout``), so its own subscribers miss nothing; what other processes
+        published on the new shard earlier is filled in from history once the subscription is live.
+        """
+        with self._configuring:  # the config watcher's two greenlets may both deliver a change
+            return self._configure(shards, default_url)
+
+    def _configure(self, shards: Iterable[Shard], default_url: str) -> int:
         wanted = {s.name: s for s in shards} or {DEFAULT_SHARD: Shard(DEFAULT_SHARD, default_url)}
         if (
             self.ring is not None
@@ -143,26 +99,42 @@ class Engine:
                 link = ShardLink(shard, self)
                 link.start()
             links[name] = link
-        self.links = links
-        self.ring = ShardRing(list(wanted))
-        moved = 0
-        for route in self.routes.values():
-            link = self.link_for(route.key.decode())
-            if link is not route.link:
-                old = route.link
-                route.link = link
-                link.subscriber.subscribe(route.key)
-                # Keep the old subscription a little: messages already in flight there still arrive.
-                gevent.spawn_later(2.0, _release_if_unused, old, route, self.routes)
-                moved += 1
+        ring = ShardRing(list(wanted))
+        # Until the swap below, publishes still use the old ring: keep the old links reachable by name.
+        self.links = {**old_links, **links}
+        moved = self._move_routes(ring, links, wait=True)
+        self.links, self.ring = links, ring
+        moved += self._move_routes(ring, links, wait=False)  # routes created while we waited
         for name, link in old_links.items():
             if links.get(name) is not link:
-                gevent.spawn_later(3.0, link.stop, 2.0)
+                gevent.spawn_later(MOVE_GRACE + 1.0, link.stop, 2.0)
         if old_links:
             log.info("shard list now %s; %d local channel(s) moved", ", ".join(wanted), moved)
         if self.on_moved is not None:
             self.on_moved(moved)
         return moved
+
+    def _move_routes(self, ring: ShardRing, links: dict[str, ShardLink], wait: bool) -> int:
+        moving: list[tuple[Route, ShardLink, gevent.event.Event]] = []
+        for route in list(self.routes.values()):
+            link = links[ring.node_for(route.key.decode())]
+            if link is route.link:
+                continue
+            old = route.link
+            route.link = link
+            ready = link.subscriber.subscribe(route.key)
+            # Still subscribed there (it moved back within the grace period): nothing was missed there.
+            if not ready.is_set():
+                route.needs_fill, route.fill_floor = True, route.move_floor()
+            moving.append((route, old, ready))
+        if wait and moving:
+            gevent.wait([ready for _route, _old, ready in moving], timeout=self.subscribe_timeout)
+        for route, old, ready in moving:
+            # The old subscription stays a little: messages already in flight there still arrive.
+            gevent.spawn_later(MOVE_GRACE, _release_if_unused, old, route, self.routes)
+            if wait and not ready.is_set() and not route.down:
+                self._tell_down(route)
+        return len(moving)
 
     def link_for(self, key: str) -> ShardLink:
         assert self.ring is not None, "Engine.configure() must run first"
@@ -216,9 +188,13 @@ class Engine:
         return outcome
 
     # ------------------------------------------------------------------ fan-out (the hot path)
-    def route_message(self, channel: bytes, payload: bytes) -> None:
+    def route_message(self, channel: bytes, payload: bytes, source: Any = None) -> None:
+        """Deliver one Pub/Sub message (``b"<position> <json>"``) to the local subscriptions of
+        ``channel``. ``source`` is the ShardSubscriber it came from (None: from a history fill)."""
         route = self.routes.get(channel)
         if route is None:
+            return
+        if route.hold is not None and source is route.hold.source and route.held(payload):
             return
         raw_position, _, message = payload.partition(b" ")
         position = raw_position.decode()
@@ -248,8 +224,11 @@ class Engine:
         channel's tail position. With ``replay``, live messages are held until :meth:`replay` runs."""
         key = sub.key.encode()
         route = self.routes.get(key)
+        link = route.link if route is not None else self.link_for(sub.key)
+        if link.known_down:  # fail now rather than after subscribe_timeout
+            raise shard_unavailable(link.name)
         if route is None:
-            route = self.routes[key] = Route(key, self.link_for(sub.key))
+            route = self.routes[key] = Route(key, link)
         if replay:
             sub.begin_sync()
         route.add(sub)
@@ -270,7 +249,8 @@ class Engine:
 
     def replay(self, sub: Subscription, position: str, policy: HistoryPolicy) -> None:
         """Send ``sub`` what follows ``position``, then switch it to live with no gap and no duplicate."""
-        link = self.link_for(sub.key)
+        route = self.routes.get(sub.key.encode())
+        link = route.link if route is not None else self.link_for(sub.key)
         try:
             entries, expired_at = resume_plan(link.client, sub.key, position, policy, REPLAY_LIMIT)
         except redis.RedisError:
@@ -295,47 +275,6 @@ class Engine:
         if not route.groups:
             del self.routes[key]
             route.link.subscriber.unsubscribe(key)
-
-    def _notify(self, sub: Subscription, message: str, code: str, position: str | None) -> None:
-        sub.sink.send_payload(protocol.subscription_error(sub.subscription_id, message, code, position))
-
-    def _on_shard_down(self, link: ShardLink) -> None:
-        for route in self.routes.values():
-            if route.link is link and not route.down:
-                route.down = True
-                for sub in route.subscriptions():
-                    self._notify(
-                        sub,
-                        f"shard {link.name} is unavailable",
-                        ErrorCode.SHARD_UNAVAILABLE,
-                        route.last_position,
-                    )
-
-    def _on_channel_live(self, link: ShardLink, channel: bytes) -> None:
-        route = self.routes.get(channel)
-        if route is not None and route.down and route.link is link:
-            route.down = False
-            gevent.spawn(self._fill_gap, route)
-
-    def _fill_gap(self, route: Route) -> None:
-        """After a reconnect, replay from history what was published while the connection was down."""
-        subs = [s for s in route.subscriptions() if s.syncing is None]
-        for sub in subs:
-            sub.begin_sync()
-        entries: list[tuple[str, bytes]] = []
-        if route.last_position is not None:
-            try:
-                entries = entries_after(
-                    route.link.client, route.key.decode(), route.last_position, REPLAY_LIMIT
-                )
-            except redis.RedisError as exc:
-                log.warning("shard %s: could not fill the gap of %r: %s", route.link.name, route.key, exc)
-        if entries:
-            log.info(
-                "shard %s: replayed %d message(s) missed on %r", route.link.name, len(entries), route.key
-            )
-        for sub in subs:
-            sub.finish_sync(_prepare(sub, entries))
 
     # ------------------------------------------------------------------ key/value
     def read(self, key: str, position: str | None = None) -> tuple[bytes | None, str | None]:
@@ -381,3 +320,6 @@ def _release_if_unused(link: ShardLink, route: Route, routes: dict[bytes, Route]
     current = routes.get(route.key)
     if current is None or current.link is not link:
         link.subscriber.unsubscribe(route.key)
+
+
+__all__ = ["DEFAULT_SHARD", "REPLAY_LIMIT", "Engine", "Route", "ShardLink"]

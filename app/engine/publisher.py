@@ -4,6 +4,10 @@ Publishes queue up while the previous batch is on the wire; the next batch takes
 (up to ``batch_max``). A lone publish therefore goes out at once, and under load batches grow by themselves:
 no timer, no fixed sleep. Each command's callback runs only once Redis has answered it, which is what lets
 the connection send ``rtm/publish/ok`` only for data Redis really holds.
+
+A shard that stops answering (a frozen or partitioned node keeps its TCP connection open) must not hold
+publishes forever: a batch unanswered for ``reply_timeout`` seconds fails with ``shard_unavailable`` and
+the connection is rebuilt, and connecting (handshake and SCRIPT LOAD included) is bounded the same way.
 """
 
 from __future__ import annotations
@@ -39,10 +43,12 @@ class ShardPublisher:
         scripts: dict[str, str],
         batch_max: int = 2000,
         on_batch: Callable[[int, float], None] | None = None,
+        reply_timeout: float = 12.5,
     ) -> None:
         self.name = name
         self.address = address
         self.batch_max = batch_max
+        self.reply_timeout = reply_timeout
         self.available = False
         # Lua source by name; their SHA1s are filled in at every (re)connect by SCRIPT LOAD.
         self.scripts = scripts
@@ -91,17 +97,23 @@ class ShardPublisher:
     # ------------------------------------------------------------------ the greenlet
     def _run(self) -> None:
         delay = 0.05
+        outage = OutageLog(f"shard {self.name}: publisher cannot connect")
         while not self._stopping:
             conn = RespConnection(self.address)
             try:
-                conn.connect()
-                self._load_scripts(conn)
+                with gevent.Timeout(self.reply_timeout, RedisUnavailable("no answer while connecting")):
+                    conn.connect()
+                    self._load_scripts(conn)
+                if conn.sock is not None:
+                    # Bounds every wait for a reply; the idle wait is on an Event, not on the socket.
+                    conn.sock.settimeout(self.reply_timeout)
             except (RedisUnavailable, ReplyError) as exc:
-                log.warning("shard %s: publisher cannot connect: %s", self.name, exc)
+                outage.failed(exc)
                 conn.close()
                 gevent.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
+            outage.recovered()
             delay = 0.05
             self.available = True
             self._connected.set()
@@ -174,6 +186,28 @@ class ShardPublisher:
         self._idle.set()
 
 
+class OutageLog:
+    """A shard that stays down is retried every two seconds: log the first failure of an outage and then
+    one line a minute, not one line per attempt."""
+
+    def __init__(self, what: str, logger: logging.Logger = log, every: float = 60.0) -> None:
+        self.what = what
+        self.log = logger
+        self.every = every
+        self.failures = 0
+        self._logged_at = 0.0
+
+    def failed(self, exc: Exception) -> None:
+        self.failures += 1
+        now = time.monotonic()
+        if self.failures == 1 or now - self._logged_at >= self.every:
+            self._logged_at = now
+            self.log.warning("%s (attempt %d): %s", self.what, self.failures, exc)
+
+    def recovered(self) -> None:
+        self.failures = 0
+
+
 def _safe_call(callback: Callback, reply: Any) -> None:
     try:
         callback(reply)
@@ -181,4 +215,4 @@ def _safe_call(callback: Callback, reply: Any) -> None:
         log.exception("publish callback failed")
 
 
-__all__ = ["UNAVAILABLE", "ShardPublisher", "ShardUnavailable", "encode_command"]
+__all__ = ["UNAVAILABLE", "OutageLog", "ShardPublisher", "ShardUnavailable", "encode_command"]

@@ -1,8 +1,10 @@
 """One Redis Pub/Sub connection per shard per process, read by a single greenlet.
 
 Channels are (un)subscribed in batches: requests made in the same turn of the event loop go out as one
-SUBSCRIBE / UNSUBSCRIBE command. A watchdog PINGs the connection; one that stays silent is torn down and
-rebuilt, and every wanted channel is subscribed again. The reader never blocks on a client: the
+SUBSCRIBE / UNSUBSCRIBE command, written by a short-lived greenlet (never from a hub callback, where a full
+socket buffer could not be waited on). A watchdog PINGs the connection every ``probe_interval``; one that
+stays silent for 2.5 intervals (a frozen node, a pulled cable: the TCP connection looks open) is torn down
+and rebuilt, and every wanted channel is subscribed again. The reader never blocks on a client: the
 ``on_message`` callback only routes and enqueues.
 """
 
@@ -11,17 +13,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import gevent
 from gevent.event import Event
+from gevent.lock import Semaphore
 
 from ..resp import RedisAddress, RedisUnavailable, RespConnection, encode_command
+from .publisher import OutageLog
 
 log = logging.getLogger(__name__)
 
-OnMessage = Callable[[bytes, bytes], None]
+# (channel, payload, the ShardSubscriber it came from): the source tells the engine which shard spoke,
+# which matters while a channel moves between shards or catches up after a reconnect.
+OnMessage = Callable[[bytes, bytes, Any], None]
 OnChannelEvent = Callable[[bytes], None]
 OnShardEvent = Callable[[], None]
+
+SILENCE_PROBES = 2.5  # probes without a word from Redis before the connection counts as dead
 
 
 class ShardSubscriber:
@@ -41,6 +50,7 @@ class ShardSubscriber:
         self.on_down = on_down  # the connection is gone: live delivery stopped for all its channels
         self.probe_interval = probe_interval
         self.connected = False
+        self.failing = False  # the last connection attempt failed or the connection was lost
         self._conn: RespConnection | None = None
         self._wanted: dict[bytes, Event] = {}  # channel → set once Redis confirmed it on this connection
         self._confirmed: set[bytes] = set()
@@ -48,6 +58,7 @@ class ShardSubscriber:
         self._pending_subscribe: set[bytes] = set()
         self._pending_unsubscribe: set[bytes] = set()
         self._flush_scheduled = False
+        self._send_lock = Semaphore()  # one writer at a time: batched (UN)SUBSCRIBE and the probe PING
         self._last_heard = time.monotonic()
         self._greenlets: list[gevent.Greenlet] = []
         self._stopping = False
@@ -91,51 +102,60 @@ class ShardSubscriber:
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            gevent.get_hub().loop.run_callback(self._flush)
+            # A greenlet starts on the next loop turn: every request of this turn goes in one command.
+            gevent.spawn(self._flush)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
-        conn = self._conn
-        if conn is None or not self.connected:
-            return  # everything wanted is subscribed again on reconnect
-        data = b""
-        if self._pending_unsubscribe:
-            channels = list(self._pending_unsubscribe)
-            self._pending_unsubscribe.clear()
-            self._unsubscribing.update(channels)
-            data += encode_command(b"UNSUBSCRIBE", *channels)
-        if self._pending_subscribe:
-            channels = list(self._pending_subscribe)
-            self._pending_subscribe.clear()
-            data += encode_command(b"SUBSCRIBE", *channels)
-        if data:
-            try:
-                conn.send(data)
-            except RedisUnavailable:
-                conn.close()  # the reader notices and reconnects
+        with self._send_lock:
+            self._flush_scheduled = False
+            conn = self._conn
+            if conn is None or not self.connected:
+                return  # everything wanted is subscribed again on reconnect
+            data = b""
+            if self._pending_unsubscribe:
+                channels = list(self._pending_unsubscribe)
+                self._pending_unsubscribe.clear()
+                self._unsubscribing.update(channels)
+                data += encode_command(b"UNSUBSCRIBE", *channels)
+            if self._pending_subscribe:
+                channels = list(self._pending_subscribe)
+                self._pending_subscribe.clear()
+                data += encode_command(b"SUBSCRIBE", *channels)
+            if data:
+                try:
+                    conn.send(data)
+                except RedisUnavailable:
+                    conn.close()  # the reader notices and reconnects
 
     # ------------------------------------------------------------------ the reader
     def _run(self) -> None:
         delay = 0.05
+        outage = OutageLog(f"shard {self.name}: pub/sub cannot connect", log)
         while not self._stopping:
             conn = RespConnection(self.address)
             try:
-                conn.connect()
+                with gevent.Timeout(self.probe_interval * SILENCE_PROBES, RedisUnavailable("no answer")):
+                    conn.connect()
             except RedisUnavailable as exc:
-                log.warning("shard %s: pub/sub cannot connect: %s", self.name, exc)
+                conn.close()
+                self.failing = True
+                outage.failed(exc)
                 gevent.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
+            outage.recovered()
             delay = 0.05
             self._conn = conn
             self.connected = True
+            self.failing = False
             self._last_heard = time.monotonic()
             self._confirmed.clear()
             self._unsubscribing.clear()
             self._pending_unsubscribe.clear()
             self._pending_subscribe = set(self._wanted)
             log.info("shard %s: pub/sub connected, subscribing %d channels", self.name, len(self._wanted))
-            self._flush()
+            self._flush_scheduled = True
+            gevent.spawn(self._flush)
             try:
                 self._read(conn)
             except RedisUnavailable as exc:
@@ -143,6 +163,7 @@ class ShardSubscriber:
                     log.warning("shard %s: pub/sub connection lost: %s", self.name, exc)
             finally:
                 self.connected = False
+                self.failing = True
                 self._conn = None
                 conn.close()
                 for ready in self._wanted.values():
@@ -159,7 +180,7 @@ class ShardSubscriber:
                 kind = reply[0]
                 if kind == b"message":
                     try:
-                        on_message(reply[1], reply[2])
+                        on_message(reply[1], reply[2], self)
                     except Exception:
                         log.exception("shard %s: routing a message failed", self.name)
                 elif kind == b"subscribe":
@@ -199,11 +220,17 @@ class ShardSubscriber:
             conn = self._conn
             if conn is None or not self.connected:
                 continue
-            if time.monotonic() - self._last_heard > 2.5 * self.probe_interval:
+            if time.monotonic() - self._last_heard > SILENCE_PROBES * self.probe_interval:
                 log.warning("shard %s: pub/sub silent for too long; reconnecting", self.name)
                 conn.close()
+                continue
+            # A (UN)SUBSCRIBE stuck on a frozen node holds the lock: skip this probe, the silence check
+            # of the next round closes the connection, which also frees the stuck writer.
+            if not self._send_lock.acquire(timeout=self.probe_interval / 2):
                 continue
             try:
                 conn.send(encode_command(b"PING"))
             except RedisUnavailable:
                 conn.close()
+            finally:
+                self._send_lock.release()

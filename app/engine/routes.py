@@ -1,0 +1,106 @@
+"""The local routing table's entries: which subscriptions of this process follow one Redis channel.
+
+A route also carries what it takes to deliver a channel without gap or duplicate while its live feed is
+interrupted: after a reconnect or a move to another shard, the messages that shard published meanwhile
+are read back from its history (a *fill*) while its live messages wait in a :class:`Hold`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..subscription import Subscription, parse_position
+
+if TYPE_CHECKING:
+    from .links import ShardLink
+
+MOVE_CLOCK_MARGIN_MS = 2000
+
+
+class Hold:
+    """Live messages of one shard for one route, held back while a fill reads that shard's history, then
+    (``skip_upto``) those the fill already delivered, dropped when they arrive late."""
+
+    __slots__ = ("buffer", "skip_upto", "source")
+
+    def __init__(self, source: Any) -> None:
+        self.source = source  # the ShardSubscriber whose messages are held
+        self.buffer: list[bytes] | None = []
+        self.skip_upto: tuple[int, int] | None = None
+
+    def swallows(self, payload: bytes) -> bool:
+        """Whether a live ``payload`` from the held shard is kept back (True) or delivered now."""
+        if self.buffer is not None:
+            self.buffer.append(payload)
+            return True
+        position = parse_position(payload.partition(b" ")[0].decode())
+        return position is not None and self.skip_upto is not None and position <= self.skip_upto
+
+
+class Route:
+    """The local subscriptions of one Redis channel, grouped by filter."""
+
+    __slots__ = (
+        "created_ms",
+        "down",
+        "fill_floor",
+        "groups",
+        "hold",
+        "key",
+        "last_position",
+        "link",
+        "needs_fill",
+    )
+
+    def __init__(self, key: bytes, link: ShardLink) -> None:
+        self.key = key
+        self.link = link
+        # filter (None = unfiltered) → subscriptions; tuples, so fan-out iterates without copying
+        self.groups: dict[Any, tuple[Subscription, ...]] = {}
+        self.last_position: str | None = None  # of the newest message this process routed
+        self.down = False  # subscribers were told the shard is unavailable
+        self.created_ms = int(time.time() * 1000)
+        # Once the channel is live again on ``link``, read back what was missed: after ``fill_floor``, or
+        # after ``last_position`` at that moment when it is None (a reconnect: same shard, exact).
+        self.needs_fill = False
+        self.fill_floor: str | None = None
+        self.hold: Hold | None = None
+
+    def add(self, sub: Subscription) -> None:
+        self.groups[sub.filter] = (*self.groups.get(sub.filter, ()), sub)
+
+    def remove(self, sub: Subscription) -> None:
+        remaining = tuple(s for s in self.groups.get(sub.filter, ()) if s is not sub)
+        if remaining:
+            self.groups[sub.filter] = remaining
+        else:
+            self.groups.pop(sub.filter, None)
+
+    def held(self, payload: bytes) -> bool:
+        """Whether a live message from the shard being filled waits (or was already delivered)."""
+        hold = self.hold
+        assert hold is not None
+        if hold.swallows(payload):
+            return True
+        if hold.buffer is None:
+            self.hold = None  # past what the fill delivered: nothing more to hold back
+        return False
+
+    def subscriptions(self) -> Iterable[Subscription]:
+        for subs in self.groups.values():
+            yield from subs
+
+    def move_floor(self) -> str:
+        """Where a fill on the new shard starts after a move.
+
+        Nothing on the new shard was delivered here (this process was not subscribed there), except
+        history left by an earlier stay of the channel, long before. So the floor is the newest position
+        seen on the old shard, or the route's creation, minus :data:`MOVE_CLOCK_MARGIN_MS`: stream ids are
+        timestamps of two different Redis nodes, which may share a millisecond (``T-5`` there, ``T-0``
+        here) or disagree slightly about the time.
+        """
+        newest = parse_position(self.last_position or "") or (0, 0)
+        ms = max(newest[0], self.created_ms) - MOVE_CLOCK_MARGIN_MS
+        return f"{max(ms, 0)}-0"
