@@ -144,6 +144,8 @@ def _install_page_helpers(app: Flask) -> None:
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "same-origin")
+        # Which process answered, as on the broker's own 101s: under gunicorn, which worker.
+        headers["X-Cobra-Node"] = app.extensions[EXTENSION].settings.node
         if request.endpoint != "static":
             # Pages show secrets and connection lists: never keep them in a browser or proxy cache.
             headers["Cache-Control"] = "no-store"

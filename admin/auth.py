@@ -55,7 +55,8 @@ def _unauthorized() -> Any:
     if _wants_json():
         return jsonify(error="not logged in"), 401
     flash(login_manager.login_message, "info")
-    return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+    back = request.script_root + request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("auth.login", next=back))
 
 
 def _wants_json() -> bool:

@@ -4,7 +4,7 @@ The stream is Server-Sent Events from a redis-py Pub/Sub subscription to the cha
 that carries it (the same ring the brokers use). Under gevent each tail is one greenlet and one Redis
 connection; it ends after ``ADMIN_TAIL_MAX_SECONDS`` or ``ADMIN_TAIL_MAX_MESSAGES``, and as soon as the
 browser goes away (the next write fails — a keepalive comment every ``ADMIN_TAIL_KEEPALIVE`` seconds makes
-sure there is one), closing the subscription.
+sure there is one; in practice the second write after a disconnect fails), closing the subscription.
 """
 
 from __future__ import annotations

@@ -70,8 +70,13 @@ def test_login_with_the_right_password_opens_the_dashboard(client, admin_user):
 
 
 def test_login_returns_to_the_page_asked_for(client, admin_user):
-    response = client.post("/login?next=/admin/shards/", {"username": admin_user, "password": PASSWORD})
-    assert response.headers["Location"] == "/admin/shards/"
+    asked = client.get("/audit/?app=x")
+    login_url = asked.headers["Location"]
+    assert login_url == "/admin/login?next=/admin/audit/?app%3Dx"
+    response = client.client.post(
+        login_url, data={"username": admin_user, "password": PASSWORD, "csrf_token": client.csrf_token()}
+    )
+    assert response.headers["Location"] == "/admin/audit/?app=x"
 
 
 @pytest.mark.parametrize(
@@ -268,3 +273,25 @@ def test_throttled_attempts_are_audited_without_the_password(strict_panel, make_
 def test_a_password_typed_as_user_name_is_not_audited(client, store):
     client.login("my-secret-password-typed-here", "x")
     assert not any("my-secret-password-typed-here" in str(e) for _, e in store.audit_entries(200))
+
+
+def test_session_knobs_come_from_the_settings_when_they_have_them(redis_server):
+    """app/settings.py may grow ``admin_session_lifetime`` & co.; the panel reads them when present."""
+    from dataclasses import dataclass
+
+    from admin import create_admin_app
+    from app.settings import Settings
+
+    @dataclass(frozen=True)
+    class WithPanelKnobs(Settings):
+        admin_session_lifetime: float = 120.0
+        admin_session_max_age: int = 3600
+        admin_secure_cookies: str = "true"
+
+    app = create_admin_app(WithPanelKnobs(), redis_server.url)
+    assert app.permanent_session_lifetime == timedelta(seconds=120)
+    assert app.config["ADMIN_SESSION_MAX_AGE"] == 3600
+    assert app.config["ADMIN_SECURE_COOKIES"] is True
+    defaults = create_admin_app(Settings.from_env({}), redis_server.url)
+    assert defaults.permanent_session_lifetime == timedelta(hours=1)
+    assert defaults.config["ADMIN_SECURE_COOKIES"] is None
