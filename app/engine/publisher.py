@@ -122,6 +122,11 @@ class ShardPublisher:
                 self._pump(conn)
             except RedisUnavailable as exc:
                 log.warning("shard %s: publisher lost its connection: %s", self.name, exc)
+            except Exception:
+                # A bug must cost a reconnect (queued publishes fail), never the shard's only publisher.
+                log.exception("shard %s: publisher failed; reconnecting", self.name)
+                self._in_flight = 0
+                gevent.sleep(delay)
             finally:
                 self.available = False
                 self._connected.clear()
@@ -153,9 +158,9 @@ class ShardPublisher:
                             reply = self._retry_noscript(conn, _command)
                         self._in_flight = count - index - 1
                         _safe_call(callback, reply)
-                except RedisUnavailable:
+                except Exception:
                     # Everything of this batch not yet answered fails: it may or may not be in Redis,
-                    # and the client gets an error, never a false ok.
+                    # and the client gets an error, never a false ok (nor no answer at all).
                     for _command, callback in batch[count - self._in_flight :]:
                         _safe_call(callback, UNAVAILABLE)
                     self._in_flight = 0
@@ -172,10 +177,11 @@ class ShardPublisher:
         # separate connection. A script's SHA1 depends only on its source: the command is resent as is.
         side = RespConnection(self.address)
         try:
-            side.connect()
-            self._load_scripts(side)
-            side.send(command)
-            return side.read_reply()
+            with gevent.Timeout(self.reply_timeout, RedisUnavailable("no answer while reloading scripts")):
+                side.connect()
+                self._load_scripts(side)
+                side.send(command)
+                return side.read_reply()
         finally:
             side.close()
 

@@ -19,7 +19,7 @@ import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from ..resp import RedisAddress, RedisUnavailable, RespConnection, encode_command
+from ..resp import RedisAddress, RedisUnavailable, ReplyError, RespConnection, encode_command
 from .publisher import OutageLog
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,10 @@ class ShardSubscriber:
             except RedisUnavailable as exc:
                 if not self._stopping:
                     log.warning("shard %s: pub/sub connection lost: %s", self.name, exc)
+            except Exception:
+                # A bug must cost a reconnect, never the shard's only reader.
+                log.exception("shard %s: pub/sub reader failed; reconnecting", self.name)
+                gevent.sleep(delay)
             finally:
                 self.connected = False
                 self.failing = True
@@ -177,6 +181,9 @@ class ShardSubscriber:
             replies = conn.read_available()
             self._last_heard = time.monotonic()
             for reply in replies:
+                if isinstance(reply, ReplyError):
+                    # e.g. -LOADING from a node still reading its data after a restart: start over.
+                    raise RedisUnavailable(f"error reply on the pub/sub connection: {reply}")
                 kind = reply[0]
                 if kind == b"message":
                     try:
