@@ -126,6 +126,8 @@ class Broker:
         self.stopping = True  # new upgrades are refused from now on
         deadline = time.monotonic() + timeout
         try:
+            for conn in list(self.connections.values()):
+                conn.quiesce()  # no new publish gets stored without its ok reaching the client
             if self.started:
                 drained = self._drain_publishers(min(2.0, timeout / 3))
                 log.info(

@@ -53,6 +53,7 @@ class Connection:
         "_closing",
         "_queue",
         "_queued_bytes",
+        "_quiesced",
         "_wake",
         "_writer",
         "app_key",
@@ -96,6 +97,7 @@ class Connection:
         self._queued_bytes = 0
         self._wake = Event()
         self._closing = False
+        self._quiesced = False
         self._writer: gevent.Greenlet | None = None
 
     # ------------------------------------------------------------------ identity
@@ -137,7 +139,9 @@ class Connection:
             self.ping_sent = False
             for opcode, payload in events:
                 if opcode in (OP_TEXT, OP_BINARY):
-                    if not self._closing:  # after our close frame, data is ignored (RFC 6455 §1.4)
+                    # After our close frame data is ignored (RFC 6455 §1.4); while the server shuts down,
+                    # requests are no longer taken, so nothing is stored that will not be acknowledged.
+                    if not self._closing and not self._quiesced:
                         dispatch(self, payload)
                 elif opcode == OP_PING:
                     self._enqueue(encode_frame(OP_PONG, payload))
@@ -249,6 +253,10 @@ class Connection:
             self.ws.socket.shutdown(2)
         except OSError:
             pass
+
+    def quiesce(self) -> None:
+        """Stop taking requests; replies to those already taken still go out (graceful shutdown)."""
+        self._quiesced = True
 
     def shutdown(self) -> None:
         """Server shutdown: close with 1001 "going away" (PROTOCOL §1)."""

@@ -33,7 +33,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         store = ConfigStore.from_url(url)
         try:
-            wait_for_redis(store.redis, 30.0, "the config Redis")
+            wait_for_redis(store.redis, settings.redis_wait_timeout, "the config Redis")
             if settings.apps_config:
                 with open(settings.apps_config) as f:
                     keys = store.import_yaml(f.read())

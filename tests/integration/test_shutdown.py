@@ -118,6 +118,11 @@ def blast_then_terminate(endpoint: str, redis_url: str, terminate) -> list[Blast
         acknowledged = {(blaster.index, n) for n in blaster.acked}
         lost = acknowledged - stored
         assert not lost, f"{len(lost)} acknowledged publish(es) missing from Redis"
+    # ...and the converse: requests stop being taken before the last flush, so nothing was stored without
+    # its ok reaching the client (a client that retries unacknowledged publishes makes no duplicates).
+    acknowledged_all = {(b.index, n) for b in blasters for n in b.acked}
+    unacknowledged = stored - acknowledged_all
+    assert not unacknowledged, f"{len(unacknowledged)} stored publish(es) were never acknowledged"
     return blasters
 
 
