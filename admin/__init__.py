@@ -28,12 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULTS: dict[str, Any] = {
     "ADMIN_PREFIX": "/admin",
-    # Idle timeout: the session cookie's signature is checked against this age on every request.
-    "PERMANENT_SESSION_LIFETIME": timedelta(hours=1),
-    # Absolute limit from login, however active the session.
-    "ADMIN_SESSION_MAX_AGE": 12 * 3600,
-    # None = Secure cookies exactly when the request came over https; True/False force it.
-    "ADMIN_SECURE_COOKIES": None,
     "ADMIN_LOGIN_MAX_FAILURES_PER_USER": 5,
     "ADMIN_LOGIN_MAX_FAILURES_PER_IP": 20,
     "ADMIN_LOGIN_WINDOW": 15 * 60,
@@ -46,13 +40,6 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session (which expires by itself)
-}
-
-# Settings fields the panel honours when app/settings.py has them (seconds; "auto"/"true"/"false").
-_SETTINGS_KNOBS = {
-    "admin_session_lifetime": "PERMANENT_SESSION_LIFETIME",
-    "admin_session_max_age": "ADMIN_SESSION_MAX_AGE",
-    "admin_secure_cookies": "ADMIN_SECURE_COOKIES",
 }
 
 CONTENT_SECURITY_POLICY = (
@@ -107,10 +94,12 @@ def create_admin_app(
         static_url_path="/static",
     )
     app.config.update(DEFAULTS)
-    for field, key in _SETTINGS_KNOBS.items():
-        value = getattr(settings, field, None)
-        if value not in (None, "", "auto"):
-            app.config[key] = _knob(key, value)
+    # Idle timeout: the session cookie's signature is checked against this age on every request.
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=settings.admin_session_lifetime)
+    # Absolute limit from login, however active the session.
+    app.config["ADMIN_SESSION_MAX_AGE"] = settings.admin_session_max_age
+    # None = Secure cookies exactly when the request came over https; True/False force it.
+    app.config["ADMIN_SECURE_COOKIES"] = _secure_cookies(settings.admin_secure_cookies)
     app.config["SECRET_KEY"] = None
     if test_config:
         app.config.update(test_config)
@@ -128,12 +117,12 @@ def create_admin_app(
     return app
 
 
-def _knob(key: str, value: Any) -> Any:
-    if key == "PERMANENT_SESSION_LIFETIME":
-        return timedelta(seconds=float(value))
-    if key == "ADMIN_SECURE_COOKIES":
-        return str(value).lower() in ("1", "true", "yes", "on")
-    return value
+def _secure_cookies(value: str) -> bool | None:
+    """The Secure flag of the session cookie: forced on or off, or None to follow the request's scheme."""
+    lowered = value.strip().lower()
+    if lowered in ("", "auto"):
+        return None
+    return lowered in ("1", "true", "yes", "on")
 
 
 def _install_page_helpers(app: Flask) -> None:

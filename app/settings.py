@@ -86,6 +86,13 @@ class Settings:
         "seconds between liveness probes of each shard connection; one silent for 2.5 probes is rebuilt",
     )
 
+    # --- admin panel ---
+    admin_session_lifetime: float = _knob(3600.0, "seconds an idle admin session lasts")
+    admin_session_max_age: int = _knob(12 * 3600, "seconds an admin session lasts at most, however active")
+    admin_secure_cookies: str = _knob(
+        "auto", "Secure flag of the admin session cookie: auto (when served over https), true or false"
+    )
+
     # --- logging ---
     log_level: str = _knob("INFO", "logging level")
     log_json: bool = _knob(False, "log one JSON object per line instead of text")
