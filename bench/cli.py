@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     chart_cmd = commands.add_parser("chart", help="PNG of a results JSON")
     chart_cmd.add_argument("file", type=Path)
     chart_cmd.add_argument("--out", type=Path)
+    chart_cmd.add_argument("--title", help="chart title (default: the file name)")
     return parser
 
 
@@ -245,7 +246,7 @@ def command_list(args: argparse.Namespace) -> int:
 def command_chart(args: argparse.Namespace) -> int:
     document = json.loads(args.file.read_text())
     out = args.out or args.file.with_suffix(".png")
-    chart(document["results"], out, args.file.stem)
+    chart(document["results"], out, args.title or args.file.stem)
     print(out)
     return 0
 
