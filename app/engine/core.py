@@ -100,8 +100,9 @@ class Engine(Recovery):
                 link.start()
             links[name] = link
         ring = ShardRing(list(wanted))
-        # Until the swap below, publishes still use the old ring: keep the old links reachable by name.
-        self.links = {**old_links, **links}
+        # Until the swap below, publishes still use the old ring, so its names must still mean the old
+        # links (a shard that changed address included); names new to the ring are not used yet.
+        self.links = {**links, **old_links}
         moved = self._move_routes(ring, links, wait=True)
         self.links, self.ring = links, ring
         moved += self._move_routes(ring, links, wait=False)  # routes created while we waited
