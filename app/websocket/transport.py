@@ -99,6 +99,12 @@ class CobraWebSocketHandler(WebSocketHandler):
         self.provided_date = True
         self.write(b"")
         leftover = self._drain_read_buffer()
+        try:
+            # Replies are small and must not wait for the client's next packet (Nagle + delayed ACK
+            # doubled the median publish ack latency).
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # a Unix-domain socket (gunicorn can bind one) has no Nagle to turn off
         return WebSocket(self.socket, upgrade, max_message_size, compress_min_size, leftover)
 
     def _drain_read_buffer(self) -> bytes:
