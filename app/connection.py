@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
+from gevent.ssl import SSLSocket
 
 from . import protocol
 from .actions import dispatch
 from .models import App, Role
+from .protocol import PUSH_HEAD
 from .subscription import Subscription
 from .websocket import (
     CLOSE_GOING_AWAY,
@@ -34,6 +36,7 @@ from .websocket import (
     encode_close,
     encode_frame,
     parse_close_payload,
+    text_frame_header,
 )
 
 if TYPE_CHECKING:
@@ -45,13 +48,18 @@ CLOSE_TIMEOUT = 2.0  # seconds we wait for the client's close frame after sendin
 # A writer greenlet costs ~11 KiB while parked: it ends after this long without anything to write and is
 # started again by the next frame, so idle connections cost no writer at all.
 WRITER_IDLE_TIMEOUT = 5.0
+PUSH_HEAD_SIZE = len(PUSH_HEAD)
 
 
 class Connection:
     __slots__ = (
         "__weakref__",
         "_closing",
+        "_compress_from",
+        "_direct",
+        "_flush_scheduled",
         "_queue",
+        "_queue_limit",
         "_queued_bytes",
         "_quiesced",
         "_wake",
@@ -99,6 +107,12 @@ class Connection:
         self._closing = False
         self._quiesced = False
         self._writer: gevent.Greenlet | None = None
+        self._flush_scheduled = False
+        self._queue_limit = broker.settings.send_queue_max_bytes
+        # Pushes at least this big are compressed (when deflate was agreed); None = never.
+        self._compress_from = broker.settings.deflate_min_size if ws.deflate is not None else None
+        # Non-blocking writes from the event loop need a plain socket; TLS goes through the writer greenlet.
+        self._direct = not isinstance(ws.socket, SSLSocket)
 
     # ------------------------------------------------------------------ identity
     @property
@@ -174,10 +188,25 @@ class Connection:
                     return
 
     # ------------------------------------------------------------------ sending
+    # Frames are queued, then written by one non-blocking send when the greenlet that queued them yields
+    # (an event-loop callback): everything a Pub/Sub read batch produced for this client goes out in one
+    # system call, and no greenlet is involved while the client keeps up. Only when the socket is full does a
+    # writer greenlet take over, wait for the client, and leave once the queue is empty.
     def send_payload(self, payload: bytes) -> None:
         """Queue one PDU (JSON bytes) for this client."""
         if not self._closing:
             self._enqueue(self.ws.encode_message(payload))
+
+    def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None:
+        """Queue a subscription push, framed in one copy (the hot path of a fan-out)."""
+        if self._closing:
+            return
+        number = b"%d" % counter
+        size = PUSH_HEAD_SIZE + len(number) + len(subscription_part) + len(tail)
+        if self._compress_from is not None and size >= self._compress_from:
+            self._enqueue(self.ws.encode_message(b"".join((PUSH_HEAD, number, subscription_part, tail))))
+        else:
+            self._enqueue(b"".join((text_frame_header(size), PUSH_HEAD, number, subscription_part, tail)))
 
     def send_ping(self) -> None:
         if not self._closing:
@@ -186,16 +215,44 @@ class Connection:
     def _enqueue(self, frame: bytes) -> None:
         self._queue.append(frame)
         self._queued_bytes += len(frame)
-        if self._queued_bytes > self.broker.settings.send_queue_max_bytes and not self._closing:
+        if self._queued_bytes > self._queue_limit and not self._closing:
             self._on_slow_consumer()
+        elif self._writer is not None:
+            if not self._wake.is_set():
+                self._wake.set()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            if self._direct:
+                gevent.get_hub().loop.run_callback(self._flush)
+            else:
+                self._writer = gevent.spawn(self._write_loop)
+
+    def _flush(self) -> None:
+        """Runs in the event loop: write what is queued without blocking; hand any rest to a writer."""
+        self._flush_scheduled = False
+        queue = self._queue
+        if self._writer is not None or not queue:
             return
-        if self._writer is None:
-            self._writer = gevent.spawn(self._write_loop)
-        elif not self._wake.is_set():
-            self._wake.set()
+        data = queue.popleft() if len(queue) == 1 else b"".join(queue)
+        queue.clear()
+        try:
+            sent = self.ws.socket.send(data, 0, 0.0)  # gevent: timeout 0.0 = never wait
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._queued_bytes = 0
+            self.abort()
+            return
+        if sent == len(data):
+            self._queued_bytes = 0
+            return
+        rest = data[sent:]
+        queue.append(rest)
+        self._queued_bytes = len(rest)
+        self._writer = gevent.spawn(self._write_loop)
 
     def _on_slow_consumer(self) -> None:
-        limit = self.broker.settings.send_queue_max_bytes
+        limit = self._queue_limit
         log.warning("connection %s: slow consumer, over %d bytes queued; disconnecting", self.id, limit)
         self.broker.stats.slow_consumer_disconnects += 1
         self._queue.clear()
@@ -220,8 +277,10 @@ class Connection:
                     sock.sendall(data)
                 if self._closing:
                     return
-                if not wake.wait(WRITER_IDLE_TIMEOUT) and not queue:
-                    self._writer = None  # parked too long: the next frame starts a new writer
+                # With direct writes the writer is only needed while the client is behind. Over TLS
+                # (no non-blocking write from the event loop) it parks a while for the next frames.
+                if self._direct or (not wake.wait(WRITER_IDLE_TIMEOUT) and not queue):
+                    self._writer = None
                     return
         except OSError:
             self.abort()

@@ -22,6 +22,8 @@ class Sink(Protocol):
 
     def send_payload(self, payload: bytes) -> None: ...
 
+    def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None: ...
+
 
 def parse_position(position: str) -> tuple[int, int] | None:
     """``"<ms>-<seq>"`` → (ms, seq), or None when malformed (PROTOCOL §7)."""
@@ -107,7 +109,7 @@ class Subscription:
             self.position = position
             if tail is None:
                 tail = protocol.push_tail(position, messages_json)
-            self.sink.send_payload(protocol.push(self.counter, self._subscription_part, tail))
+            self.sink.send_push(self.counter, self._subscription_part, tail)
             self.counter += 1
             return
         self._batch.append(messages_json)
@@ -130,7 +132,7 @@ class Subscription:
         tail = protocol.push_tail(self._batch_position, b",".join(self._batch))
         self._batch = []
         self._batch_count = 0
-        self.sink.send_payload(protocol.push(self.counter, self._subscription_part, tail))
+        self.sink.send_push(self.counter, self._subscription_part, tail)
         self.counter += 1
 
     # ------------------------------------------------------------------ history replay

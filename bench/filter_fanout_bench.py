@@ -42,6 +42,9 @@ class DiscardingSink:
     def send_payload(self, payload: bytes) -> None:
         self.count += 1
 
+    def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None:
+        self.count += 1
+
 
 def run(filters: list, messages: int) -> tuple[float, int]:
     engine = Engine()

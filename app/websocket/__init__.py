@@ -21,6 +21,7 @@ from .frames import (
     encode_close,
     encode_frame,
     parse_close_payload,
+    text_frame_header,
 )
 from .handshake import HandshakeError, Upgrade, check_upgrade, is_websocket_request
 from .transport import ACCEPT_KEY, CobraWebSocketHandler, ConnectionClosed, WebSocket
@@ -51,4 +52,5 @@ __all__ = [
     "encode_frame",
     "is_websocket_request",
     "parse_close_payload",
+    "text_frame_header",
 ]

@@ -85,15 +85,23 @@ def parse_close_payload(payload: bytes) -> tuple[int, str]:
     return code, reason
 
 
+def frame_header(first: int, n: int) -> bytes:
+    """The header of an unmasked frame of ``n`` payload bytes (§5.2)."""
+    if n < 126:
+        return bytes((first, n))
+    if n < 65536:
+        return struct.pack("!BBH", first, 126, n)
+    return struct.pack("!BBQ", first, 127, n)
+
+
+def text_frame_header(n: int) -> bytes:
+    """Header of a final, uncompressed text frame: lets a caller frame a payload it assembles in one join."""
+    return frame_header(0x81, n)
+
+
 def encode_frame(opcode: int, payload: bytes, *, compressed: bool = False) -> bytes:
     """A single unmasked, final frame, as a server sends them (§5.1: servers never mask)."""
-    first = 0x80 | opcode | (0x40 if compressed else 0)
-    n = len(payload)
-    if n < 126:
-        return bytes((first, n)) + payload
-    if n < 65536:
-        return struct.pack("!BBH", first, 126, n) + payload
-    return struct.pack("!BBQ", first, 127, n) + payload
+    return frame_header(0x80 | opcode | (0x40 if compressed else 0), len(payload)) + payload
 
 
 def encode_close(code: int, reason: str = "") -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from app import protocol
 from app.engine.core import Engine, Route
 from app.stream_sql import compile_filter
 from app.subscription import Subscription
@@ -17,6 +18,9 @@ class Collector:
 
     def send_payload(self, payload):
         self.payloads.append(payload)
+
+    def send_push(self, counter, subscription_part, tail):
+        self.payloads.append(protocol.push(counter, subscription_part, tail))
 
 
 def counting(stream_filter, calls):

@@ -6,6 +6,7 @@ import json
 
 import gevent
 
+from app import protocol
 from app.subscription import Subscription, parse_position, position_after
 
 
@@ -17,6 +18,9 @@ class Collector:
 
     def send_payload(self, payload):
         self.pushes.append(json.loads(payload))
+
+    def send_push(self, counter, subscription_part, tail):
+        self.send_payload(protocol.push(counter, subscription_part, tail))
 
 
 def make(batch_size=1, flush=0.05):
