@@ -65,7 +65,11 @@ class Broker:
         self.config = ConfigSnapshot()
         self.stats = Stats()
         self.limits = Limits(settings)
-        self.engine = Engine(batch_max=settings.publish_batch_max, stats=self.stats)
+        self.engine = Engine(
+            batch_max=settings.publish_batch_max,
+            stats=self.stats,
+            probe_interval=settings.shard_probe_interval,
+        )
         self.connections: dict[str, Connection] = {}
         self.connections_per_app: Counter[str] = Counter()
         self.connections_per_ip: Counter[str] = Counter()

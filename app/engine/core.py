@@ -71,6 +71,7 @@ class Engine(Recovery):
         self.on_moved: Callable[[int], None] | None = None
         self.republisher = Republisher(self)
         self._configuring = gevent.lock.Semaphore()
+        self._tail_reads: dict[bytes, gevent.event.AsyncResult] = {}
 
     # ------------------------------------------------------------------ shards
     def configure(self, shards: Iterable[Shard], default_url: str) -> int:
@@ -239,14 +240,30 @@ class Engine(Recovery):
             self.unsubscribe(sub)
             raise shard_unavailable(link.name)
         try:
-            last = last_entry(link.client, sub.key)
+            tail = self._tail(link, key)
         except redis.RedisError:
             self.unsubscribe(sub)
             raise shard_unavailable(link.name) from None
-        tail = last[0] if last else "0-0"
         if route.last_position is None:
             route.last_position = tail
         return tail
+
+    def _tail(self, link: ShardLink, key: bytes) -> str:
+        """The channel's newest position, read after its subscription is live. Subscribes that arrive while
+        a read for the same channel is in flight share it: a storm of a thousand subscribers to one channel
+        costs one round trip, not a thousand (any answer read after the subscription went live is a
+        gap-free resume point)."""
+        pending = self._tail_reads.get(key)
+        if pending is None:
+            pending = self._tail_reads[key] = gevent.event.AsyncResult()
+            try:
+                last = last_entry(link.client, key.decode())
+                pending.set(last[0] if last else "0-0")
+            except redis.RedisError as exc:
+                pending.set_exception(exc)
+            finally:
+                del self._tail_reads[key]
+        return pending.get()
 
     def replay(self, sub: Subscription, position: str, policy: HistoryPolicy) -> None:
         """Send ``sub`` what follows ``position``, then switch it to live with no gap and no duplicate."""

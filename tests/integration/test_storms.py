@@ -1,0 +1,103 @@
+"""Bursts: a reconnect storm of subscribes, and thousands of connections opened and dropped at once."""
+
+from __future__ import annotations
+
+import base64
+import os
+import selectors
+import socket
+import struct
+import threading
+
+from app.client import CobraClient
+from tests.conftest import TEST_APP
+from tests.support.processes import wait_until
+
+
+def test_a_storm_of_concurrent_subscribes_all_succeed(broker, test_apps, channel):
+    secret = test_apps[TEST_APP].roles["pubsub"].secret
+    clients = [CobraClient(broker.endpoint, TEST_APP, "pubsub", secret, compression=None) for _ in range(300)]
+    errors: list[str] = []
+
+    def subscribe(client: CobraClient, i: int) -> None:
+        try:
+            client.subscribe(channel if i % 2 else f"{channel}-{i % 7}")
+        except Exception as exc:  # collected and asserted below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=subscribe, args=(c, i)) for i, c in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        publisher = clients[0]
+        publisher.publish(channel, "to all")
+        for client in clients[1::2]:  # every odd client follows `channel`
+            push = client.next_push(timeout=10)
+            assert push["body"]["messages"] == ["to all"]
+    finally:
+        for client in clients:
+            client.close()
+
+
+def upgrade(appkey: str) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET /v2?appkey={appkey} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+def open_many(port: int, count: int) -> list[socket.socket]:
+    """``count`` upgraded connections, opened concurrently from one thread."""
+    selector = selectors.DefaultSelector()
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        selector.register(sock, selectors.EVENT_WRITE, b"")
+        sockets.append(sock)
+    pending = len(sockets)
+    while pending:
+        for key, events in selector.select(timeout=30):
+            sock = key.fileobj
+            if events & selectors.EVENT_WRITE:
+                sock.send(upgrade(TEST_APP))
+                selector.modify(sock, selectors.EVENT_READ, b"")
+            else:
+                data = key.data + sock.recv(4096)
+                if b"\r\n\r\n" in data:
+                    assert data.startswith(b"HTTP/1.1 101"), data[:60]
+                    selector.unregister(sock)
+                    pending -= 1
+                else:
+                    selector.modify(sock, selectors.EVENT_READ, data)
+    selector.close()
+    return sockets
+
+
+def test_5000_connections_opened_and_dropped_at_once(broker_factory, test_apps):
+    broker = broker_factory()
+    secret = test_apps[TEST_APP].roles["admin"].secret
+    with CobraClient(broker.endpoint, TEST_APP, "admin", secret) as admin:
+        baseline = len(admin.request("admin/get_connections")["body"]["connections"])
+        sockets = open_many(broker.port, 5000)
+        wait_until(
+            lambda: len(admin.request("admin/get_connections")["body"]["connections"]) >= baseline + 5000,
+            timeout=60,
+            message="5000 connections registered",
+        )
+        for sock in sockets:  # drop them all at once, without a closing handshake (RST)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        wait_until(
+            lambda: len(admin.request("admin/get_connections")["body"]["connections"]) == baseline,
+            timeout=60,
+            message="every dropped connection cleaned up",
+        )
+        assert admin.publish("after-the-storm", 1)["channels"] == ["after-the-storm"]
+    assert broker.process.poll() is None
+    assert "Traceback" not in broker.output()
