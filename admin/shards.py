@@ -180,7 +180,7 @@ def submit() -> Any:
         }
         return _render(form, 200, preview)
     try:
-        store().set_shards(proposed)
+        store().set_shards(proposed, expected=current)
     except ConfigError as exc:
         flash(str(exc), "error")
         return _render(form, 400)

@@ -169,7 +169,7 @@ def add_shard(args: argparse.Namespace) -> int:
                 )
         fraction = predicted_shard_move_fraction(current, proposed, url or _store_url(store))
         try:
-            store.set_shards(proposed)
+            store.set_shards(proposed, expected=current)
         except ConfigError as exc:
             return fail(str(exc))
     print(f"added shard {shard.name} ({hide_password(shard.url)}); shards now: {_names(proposed)}")
@@ -188,7 +188,10 @@ def remove_shard(args: argparse.Namespace) -> int:
         proposed = [s for s in current if s.name != args.name]
         url = config_url(args) or _store_url(store)
         fraction = predicted_shard_move_fraction(current, proposed, url)
-        store.set_shards(proposed)
+        try:
+            store.set_shards(proposed, expected=current)
+        except ConfigError as exc:
+            return fail(str(exc))
     print(f"removed shard {args.name}; shards now: {_names(proposed) if proposed else '(none)'}")
     _print_fraction(fraction)
     if not proposed:

@@ -8,10 +8,14 @@ import selectors
 import socket
 import struct
 import threading
+import uuid
 
 from app.client import CobraClient
+from app.models import App, Role
 from tests.conftest import TEST_APP
 from tests.support.processes import wait_until
+
+SECRET = "storm-secret-0123456789abcdefghijk"
 
 
 def test_a_storm_of_concurrent_subscribes_all_succeed(broker, test_apps, channel):
@@ -50,7 +54,7 @@ def upgrade(appkey: str) -> bytes:
     ).encode()
 
 
-def open_many(port: int, count: int) -> list[socket.socket]:
+def open_many(port: int, appkey: str, count: int) -> list[socket.socket]:
     """``count`` upgraded connections, opened concurrently from one thread."""
     selector = selectors.DefaultSelector()
     sockets = []
@@ -65,7 +69,7 @@ def open_many(port: int, count: int) -> list[socket.socket]:
         for key, events in selector.select(timeout=30):
             sock = key.fileobj
             if events & selectors.EVENT_WRITE:
-                sock.send(upgrade(TEST_APP))
+                sock.send(upgrade(appkey))
                 selector.modify(sock, selectors.EVENT_READ, b"")
             else:
                 data = key.data + sock.recv(4096)
@@ -79,25 +83,25 @@ def open_many(port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
-def test_5000_connections_opened_and_dropped_at_once(broker_factory, test_apps):
+def test_5000_connections_opened_and_dropped_at_once(broker_factory, store):
+    # An app of its own, so that the counts below are this test's connections only.
+    app = App(key=f"storm-{uuid.uuid4().hex[:8]}", roles={"admin": Role(name="admin", secret=SECRET)})
+    store.put_app(app)
     broker = broker_factory()
-    secret = test_apps[TEST_APP].roles["admin"].secret
-    with CobraClient(broker.endpoint, TEST_APP, "admin", secret) as admin:
-        baseline = len(admin.request("admin/get_connections")["body"]["connections"])
-        sockets = open_many(broker.port, 5000)
-        wait_until(
-            lambda: len(admin.request("admin/get_connections")["body"]["connections"]) >= baseline + 5000,
-            timeout=60,
-            message="5000 connections registered",
-        )
-        for sock in sockets:  # drop them all at once, without a closing handshake (RST)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            sock.close()
-        wait_until(
-            lambda: len(admin.request("admin/get_connections")["body"]["connections"]) == baseline,
-            timeout=60,
-            message="every dropped connection cleaned up",
-        )
-        assert admin.publish("after-the-storm", 1)["channels"] == ["after-the-storm"]
+    try:
+        with CobraClient(broker.endpoint, app.key, "admin", SECRET) as admin:
+
+            def connections() -> int:
+                return len(admin.request("admin/get_connections")["body"]["connections"])
+
+            sockets = open_many(broker.port, app.key, 5000)
+            wait_until(lambda: connections() == 5001, timeout=60, message="5000 connections registered")
+            for sock in sockets:  # drop them all at once, without a closing handshake (RST)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            wait_until(lambda: connections() == 1, timeout=60, message="every dropped connection cleaned up")
+            assert admin.publish("after-the-storm", 1)["channels"] == ["after-the-storm"]
+    finally:
+        store.delete_app(app.key)
     assert broker.process.poll() is None
     assert "Traceback" not in broker.output()
