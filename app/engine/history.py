@@ -9,6 +9,7 @@ in neither, which is what makes resuming from a position exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis
 
@@ -55,11 +56,12 @@ class HistoryPolicy:
     def replay(self) -> bool:
         return self.max_length > 0
 
-    @property
+    # Cached: they go into every publish command (a frozen dataclass still has a __dict__ to cache in).
+    @cached_property
     def stored_length(self) -> bytes:
         return b"%d" % max(self.max_length, 1)
 
-    @property
+    @cached_property
     def max_age_ms(self) -> bytes:
         return b"%d" % (self.max_age * 1000)
 

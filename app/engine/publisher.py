@@ -146,8 +146,12 @@ class ShardPublisher:
             self._wake.wait()
             self._wake.clear()
             while queue:
-                count = min(len(queue), self.batch_max)
-                batch = [queue.popleft() for _ in range(count)]
+                if len(queue) <= self.batch_max:  # the usual case: take everything at once
+                    batch = list(queue)
+                    queue.clear()
+                else:
+                    batch = [queue.popleft() for _ in range(self.batch_max)]
+                count = len(batch)
                 self._in_flight = count
                 started = time.perf_counter()
                 try:
