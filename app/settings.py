@@ -86,6 +86,10 @@ class Settings:
         "seconds between liveness probes of each shard connection; one silent for 2.5 probes is rebuilt",
     )
 
+    gc_threshold: int = _knob(
+        50_000, "allocations between young-generation garbage collections (0 = Python's default of 700)"
+    )
+
     # --- admin panel ---
     admin_session_lifetime: float = _knob(3600.0, "seconds an idle admin session lasts")
     admin_session_max_age: int = _knob(12 * 3600, "seconds an admin session lasts at most, however active")
