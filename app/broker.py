@@ -24,7 +24,7 @@ from . import __version__
 from .auth import new_connection_id
 from .cluster import Cluster
 from .config_store import ConfigStore, ConfigWatcher, wait_for_redis
-from .connection import Connection
+from .connection import Connection, FlushQueue
 from .engine import Engine, HistoryPolicy, ShardLink
 from .limits import Limits
 from .models import ADMIN_APP, ConfigSnapshot
@@ -83,6 +83,8 @@ class Broker:
             stats=self.stats,
             probe_interval=settings.shard_probe_interval,
         )
+        self.flush_queue = FlushQueue()
+        self.engine.after_batch = self.flush_queue.flush
         self.connections: dict[str, Connection] = {}
         self.connections_per_app: Counter[str] = Counter()
         self.connections_per_ip: Counter[str] = Counter()

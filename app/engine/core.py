@@ -72,6 +72,9 @@ class Engine(Recovery):
         self.republisher = Republisher(self)
         self._configuring = gevent.lock.Semaphore()
         self._tail_reads: dict[bytes, gevent.event.AsyncResult] = {}
+        # Called after each batch of Redis replies or Pub/Sub messages was handled: the broker writes what
+        # it produced to the clients then (set before the first configure()).
+        self.after_batch: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ shards
     def configure(self, shards: Iterable[Shard], default_url: str) -> int:

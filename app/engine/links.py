@@ -44,6 +44,7 @@ class ShardLink:
             on_down=lambda: engine._on_shard_down(self),
             probe_interval=probe,
         )
+        self.publisher.on_batch_end = self.subscriber.on_batch_end = engine.after_batch
         # History reads, key/value: off the hot path, so redis-py with its timeouts is fine here.
         self.client: redis.Redis = connect(shard.url, socket_timeout=max(1.0, probe * SILENCE_PROBES))
 

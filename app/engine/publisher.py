@@ -2,8 +2,10 @@
 
 Publishes queue up while the previous batch is on the wire; the next batch takes everything that queued
 (up to ``batch_max``). A lone publish therefore goes out at once, and under load batches grow by themselves:
-no timer, no fixed sleep. Each command's callback runs only once Redis has answered it, which is what lets
-the connection send ``rtm/publish/ok`` only for data Redis really holds.
+no timer, no fixed sleep. When nothing is in flight, the publish is written by the greenlet that made it,
+on the spot: the latency of a lone publish includes no hand-over to another greenlet. Each command's
+callback runs only once Redis has answered it, which is what lets the connection send ``rtm/publish/ok``
+only for data Redis really holds.
 
 A shard that stops answering (a frozen or partitioned node keeps its TCP connection open) must not hold
 publishes forever: a batch unanswered for ``reply_timeout`` seconds fails with ``shard_unavailable`` and
@@ -54,9 +56,13 @@ class ShardPublisher:
         self.scripts = scripts
         self.shas: dict[str, bytes] = {}
         self._on_batch = on_batch  # (batch size, seconds on the wire), for metrics
-        self._queue: deque[tuple[bytes, Callback]] = deque()
-        self._in_flight = 0
+        self._queue: deque[tuple[bytes, Callback]] = deque()  # the next batch
+        self._batch: list[tuple[bytes, Callback]] = []  # sent, awaiting replies; empty when idle
+        self._answered = 0  # replies of the batch in flight already handed to their callbacks
+        self._batch_started = 0.0  # perf_counter() when the batch in flight was sent
         self._batch_sent_at: float | None = None  # monotonic time the batch in flight was sent
+        self._conn: RespConnection | None = None
+        self.on_batch_end: Callable[[], None] | None = None  # after a batch's callbacks ran
         self._wake = Event()
         self._idle = Event()
         self._idle.set()
@@ -69,14 +75,15 @@ class ShardPublisher:
         self._greenlet = gevent.spawn(self._run)
 
     def submit(self, command: bytes, callback: Callback) -> None:
-        """Queue one RESP command; ``callback(reply)`` gets the reply, a ReplyError or UNAVAILABLE."""
+        """Send one RESP command; ``callback(reply)`` gets the reply, a ReplyError or UNAVAILABLE."""
         if not self.available or self._stopping:
             callback(UNAVAILABLE)
             return
-        self._queue.append((command, callback))
         self._idle.clear()
-        if not self._wake.is_set():
-            self._wake.set()
+        if self._batch or self._queue or self._conn is None:
+            self._queue.append((command, callback))  # goes with the next batch
+        else:
+            self._send_batch([(command, callback)])  # the pipe is idle: no reason to wait
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
@@ -93,7 +100,7 @@ class ShardPublisher:
 
     @property
     def queued(self) -> int:
-        return len(self._queue) + self._in_flight
+        return len(self._queue) + len(self._batch) - self._answered
 
     # ------------------------------------------------------------------ the greenlet
     def _run(self) -> None:
@@ -114,6 +121,7 @@ class ShardPublisher:
             outage.recovered()
             delay = 0.05
             self.available = True
+            self._conn = conn
             self._connected.set()
             log.info("shard %s: publisher connected", self.name)
             watchdog = gevent.spawn(self._watch, conn)
@@ -124,14 +132,14 @@ class ShardPublisher:
             except Exception:
                 # A bug must cost a reconnect (queued publishes fail), never the shard's only publisher.
                 log.exception("shard %s: publisher failed; reconnecting", self.name)
-                self._in_flight = 0
                 gevent.sleep(delay)
             finally:
                 watchdog.kill(block=False)
-                self._batch_sent_at = None
+                self._conn = None
                 self.available = False
                 self._connected.clear()
                 conn.close()
+                self._fail_in_flight()
                 self._fail_queued()
 
     def _watch(self, conn: RespConnection) -> None:
@@ -155,41 +163,53 @@ class ShardPublisher:
                 raise sha
             self.shas[name] = sha
 
+    def _send_batch(self, batch: list[tuple[bytes, Callback]]) -> None:
+        """Put ``batch`` on the wire; the pump reads its replies. Runs in the pump, or in the caller of
+        :meth:`submit` when nothing was in flight."""
+        conn = self._conn
+        self._batch = batch
+        self._answered = 0
+        self._batch_started = time.perf_counter()
+        self._batch_sent_at = time.monotonic()
+        if not self._wake.is_set():
+            self._wake.set()  # the pump goes to read the replies
+        if conn is None:
+            return  # lost meanwhile: the pump fails the batch
+        try:
+            conn.send(b"".join([command for command, _ in batch]) if len(batch) > 1 else batch[0][0])
+        except RedisUnavailable:
+            conn.close()  # the pump's next read fails, and the batch with it
+
     def _pump(self, conn: RespConnection) -> None:
         queue = self._queue
         while True:
-            self._wake.wait()
-            self._wake.clear()
-            while queue:
+            if not self._batch:
+                if not queue:
+                    self._idle.set()
+                    self._wake.clear()
+                    self._wake.wait()  # a submit sends its batch itself and wakes us to read the replies
+                    continue
                 if len(queue) <= self.batch_max:  # the usual case: take everything at once
                     batch = list(queue)
                     queue.clear()
                 else:
                     batch = [queue.popleft() for _ in range(self.batch_max)]
-                count = len(batch)
-                self._in_flight = count
-                started = time.perf_counter()
-                self._batch_sent_at = time.monotonic()
-                try:
-                    conn.send(b"".join([command for command, _ in batch]))
-                    for index, (_command, callback) in enumerate(batch):
-                        reply = conn.read_reply()
-                        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
-                            reply = self._retry_noscript(conn, _command)
-                        self._in_flight = count - index - 1
-                        _safe_call(callback, reply)
-                except Exception:
-                    # Everything of this batch not yet answered fails: it may or may not be in Redis,
-                    # and the client gets an error, never a false ok (nor no answer at all).
-                    for _command, callback in batch[count - self._in_flight :]:
-                        _safe_call(callback, UNAVAILABLE)
-                    self._in_flight = 0
-                    raise
-                self._batch_sent_at = None
-                if self._on_batch is not None:
-                    self._on_batch(count, time.perf_counter() - started)
-            if not queue:
-                self._idle.set()
+                self._send_batch(batch)
+            batch = self._batch
+            for command, callback in batch[self._answered :]:
+                reply = conn.read_reply()
+                if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+                    reply = self._retry_noscript(conn, command)
+                self._answered += 1
+                _safe_call(callback, reply)
+            count = len(batch)
+            self._batch = []
+            self._answered = 0
+            self._batch_sent_at = None
+            if self._on_batch is not None:
+                self._on_batch(count, time.perf_counter() - self._batch_started)
+            if self.on_batch_end is not None:
+                self.on_batch_end()
 
     def _retry_noscript(self, conn: RespConnection, command: bytes) -> Any:
         """Someone ran SCRIPT FLUSH: load the scripts again and resend this one command."""
@@ -205,6 +225,14 @@ class ShardPublisher:
                 return side.read_reply()
         finally:
             side.close()
+
+    def _fail_in_flight(self) -> None:
+        """What was sent but not answered fails: it may or may not be in Redis, and the client gets an
+        error, never a false ok (nor no answer at all)."""
+        batch, answered = self._batch, self._answered
+        self._batch, self._answered, self._batch_sent_at = [], 0, None
+        for _command, callback in batch[answered:]:
+            _safe_call(callback, UNAVAILABLE)
 
     def _fail_queued(self) -> None:
         while self._queue:

@@ -49,6 +49,7 @@ class ShardSubscriber:
         self.on_subscribed = on_subscribed  # a channel became live (first time or after a reconnect)
         self.on_down = on_down  # the connection is gone: live delivery stopped for all its channels
         self.probe_interval = probe_interval
+        self.on_batch_end: Callable[[], None] | None = None  # after each read's messages were routed
         self.connected = False
         self.failing = False  # the last connection attempt failed or the connection was lost
         self._conn: RespConnection | None = None
@@ -195,6 +196,8 @@ class ShardSubscriber:
                 elif kind == b"unsubscribe":
                     self._on_unsubscribe_confirmed(reply[1])
                 # b"pong" answers the watchdog: hearing it is all that matters.
+            if self.on_batch_end is not None:
+                self.on_batch_end()  # what this read produced goes out now, not after other greenlets
 
     def _on_subscribe_confirmed(self, channel: bytes) -> None:
         self._confirmed.add(channel)

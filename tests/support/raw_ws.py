@@ -187,14 +187,15 @@ def _xor(data: bytes, key: bytes) -> bytes:
     return (int.from_bytes(data, "big") ^ mask).to_bytes(n, "big")
 
 
-def authenticate(ws: RawWebSocket, role: str, secret: str) -> None:
-    """The auth exchange of PROTOCOL §3 over a raw socket."""
+def authenticate(ws: RawWebSocket, role: str, secret: str) -> str:
+    """The auth exchange of PROTOCOL §3 over a raw socket; returns the connection id."""
     from app.auth import compute_hash
 
     ws.send_json(
         {"action": "auth/handshake", "id": 1, "body": {"method": "role_secret", "data": {"role": role}}}
     )
-    nonce = ws.recv_json()["body"]["data"]["nonce"]
+    data = ws.recv_json()["body"]["data"]
+    nonce = data["nonce"]
     ws.send_json(
         {
             "action": "auth/authenticate",
@@ -204,3 +205,4 @@ def authenticate(ws: RawWebSocket, role: str, secret: str) -> None:
     )
     reply = ws.recv_json()
     assert reply["action"] == "auth/authenticate/ok", reply
+    return data["connection_id"]
