@@ -53,6 +53,7 @@ def broker_defaults() -> dict[str, Any]:
         "max_subscriptions": settings.max_subscriptions or "unlimited",
         "publish_rate": settings.publish_rate or "unlimited",
         "max_message_size": f"broker limit {settings.max_message_size}",
+        "send_queue_max_bytes": settings.send_queue_max_bytes,
     }
 
 

@@ -110,6 +110,10 @@ class AppSettingsForm(FlaskForm):
     max_message_size = IntegerField(
         "Largest message (bytes)", validators=[Optional(), NumberRange(min=1, max=64 << 20)]
     )
+    send_queue_max_bytes = IntegerField(
+        "Bytes queued for a slow reader before it is disconnected",
+        validators=[Optional(), NumberRange(min=0, max=1 << 30)],
+    )
 
     FIELDS = (
         "history_max_length",
@@ -119,6 +123,7 @@ class AppSettingsForm(FlaskForm):
         "max_subscriptions",
         "publish_rate",
         "max_message_size",
+        "send_queue_max_bytes",
     )
 
     def values(self) -> dict[str, Any]:

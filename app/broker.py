@@ -212,6 +212,8 @@ class Broker:
             elif conn.role_name is not None and conn.role_name not in app.roles:
                 log.info("connection %s: role %s was revoked; closing", conn.id, conn.role_name)
                 conn.close(1008, "role revoked")
+            else:
+                conn.app_settings_changed(app)
 
     def history_policy(self, app_key: str) -> HistoryPolicy:
         policy = self._policies.get(app_key)

@@ -137,7 +137,7 @@ class Connection:
         self._quiesced = False
         self._writer: gevent.Greenlet | None = None
         self._flush_scheduled = False
-        self._queue_limit = broker.settings.send_queue_max_bytes
+        self._queue_limit = broker.limits.send_queue_limit(broker.config.apps.get(app_key))
         # Pushes at least this big are compressed (when deflate was agreed); None = never.
         self._compress_from = broker.settings.deflate_min_size if ws.deflate is not None else None
         # Non-blocking writes from the event loop need a plain socket; TLS goes through the writer greenlet.
@@ -155,6 +155,10 @@ class Connection:
             return None
         app = self.broker.config.apps.get(self.app_key)
         return app.roles.get(self.role_name) if app is not None else None
+
+    def app_settings_changed(self, app: App) -> None:
+        """An admin changed this connection's app: limits cached on the hot path follow at once."""
+        self._queue_limit = self.broker.limits.send_queue_limit(app)
 
     @property
     def closing(self) -> bool:

@@ -59,6 +59,12 @@ class Limits:
         if limit and len(conn.subscriptions) >= limit:
             raise ActionError(f"too many subscriptions (limit {int(limit)})", ErrorCode.SUBSCRIPTION_LIMIT)
 
+    def send_queue_limit(self, app: App | None) -> int:
+        """Bytes queued for one client before it is disconnected as a slow consumer: bounds the memory one
+        stalled reader can pin. Never unbounded, so 0 means the broker-wide default too."""
+        limit = self._app_value(app, "send_queue_max_bytes", 0)
+        return int(limit) if limit else self.settings.send_queue_max_bytes
+
     def connection_refusal(self, app: App, app_connections: int, ip_connections: int) -> str | None:
         """Why a new connection is refused, if it is: connections per app (one tenant cannot starve the
         others) and per IP address (one host cannot exhaust file descriptors)."""

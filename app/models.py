@@ -117,6 +117,7 @@ class AppSettings:
     max_subscriptions: int | None = None
     publish_rate: float | None = None  # publishes per second per connection
     max_message_size: int | None = None
+    send_queue_max_bytes: int | None = None  # pending bytes per slow consumer; 0 = the broker default
     republish_rules: tuple[RepublishRule, ...] = ()
 
     def __post_init__(self) -> None:

@@ -75,6 +75,7 @@ def test_saving_settings(panel, store, app_key, admin_user):
             "max_subscriptions": "20",
             "publish_rate": "2.5",
             "max_message_size": "4096",
+            "send_queue_max_bytes": "1048576",
         },
     )
     assert response.status_code == 302
@@ -85,6 +86,7 @@ def test_saving_settings(panel, store, app_key, admin_user):
     assert settings.max_connections_per_ip == 7
     assert settings.publish_rate == 2.5
     assert settings.max_message_size == 4096
+    assert settings.send_queue_max_bytes == 1 << 20
     entry = next(e for e in audit_entries(store, admin_user) if e["action"] == "app.settings")
     assert "history_max_length=50" in entry["details"]
 
