@@ -33,6 +33,7 @@ class ConfigWatcher:
         self.on_change = on_change
         self.poll_interval = poll_interval
         self.version = -1
+        self._warned_empty = False
         self._greenlets: list[Any] = []
 
     def load(self) -> ConfigSnapshot:
@@ -53,9 +54,22 @@ class ConfigWatcher:
     def check(self) -> None:
         if self.store.version() != self.version:
             snapshot = self.store.snapshot()
-            if snapshot.version != self.version:
-                self.version = snapshot.version
-                self.on_change(snapshot)
+            if snapshot.version == self.version:
+                return
+            if snapshot.version == 0 and not snapshot.apps and self.version > 0:
+                # The version counter only grows, so an empty store after a loaded one means Redis came
+                # back without its data (no persistence, FLUSHALL). Applying that would lock every client
+                # out; serving the last config until an admin writes a new one is the safer failure.
+                if not self._warned_empty:
+                    log.error(
+                        "the config store is empty (Redis restarted without its data?); keeping the last "
+                        "config until a new one is written (python -m app import-config FILE)"
+                    )
+                    self._warned_empty = True
+                return
+            self._warned_empty = False
+            self.version = snapshot.version
+            self.on_change(snapshot)
 
     def _poll(self) -> None:
         import gevent
