@@ -89,7 +89,12 @@ class Broker:
         self.connections_per_app: Counter[str] = Counter()
         self.connections_per_ip: Counter[str] = Counter()
         self.cluster = Cluster(
-            self.store.redis, self.node, {}, lambda: self.connections, self._close_on_request
+            self.store.redis,
+            self.node,
+            {},
+            lambda: self.connections,
+            self._close_on_request,
+            app_connections=self.connections_per_app,
         )
         self.watcher = ConfigWatcher(self.store, self.apply_config, settings.config_poll_interval)
         self.stats_publisher = StatsPublisher(self)
@@ -243,9 +248,8 @@ class Broker:
         if app is None or self.stopping:
             return plain_response(start_response, "403 Forbidden", "KO\n")
         remote_addr = environ.get("REMOTE_ADDR", "-")
-        refusal = self.limits.connection_refusal(
-            app, self.connections_per_app[app.key], self.connections_per_ip[remote_addr]
-        )
+        app_connections = self.connections_per_app[app.key] + self.cluster.remote_app_connections[app.key]
+        refusal = self.limits.connection_refusal(app, app_connections, self.connections_per_ip[remote_addr])
         if refusal is not None:
             log.info("refusing a connection from %s: %s", remote_addr, refusal)
             return plain_response(start_response, "429 Too Many Requests", refusal + "\n")

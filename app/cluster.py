@@ -2,12 +2,15 @@
 
 Every process keeps, in the config Redis, a hash of its connections and a heartbeat; a process that stops
 beating drops out after ``NODE_TTL`` seconds, with its connection list (the key expires). Requests that
-must reach the process holding a connection (close it) go over a Pub/Sub control channel.
+must reach the process holding a connection (close it) go over a Pub/Sub control channel. Each heartbeat
+also shares the process's connection count per app and reads the others', so a per-app connection limit
+holds for the whole cluster (give or take what connects within one heartbeat).
 
 =======================================  =======  =================================================
 key                                      type     content
 =======================================  =======  =================================================
-``cobra:cluster:nodes``                  hash     node name → JSON {pid, host, port, started_at, seen_at}
+``cobra:cluster:nodes``                  hash     node name → JSON {pid, host, port, started_at, seen_at,
+                                                 connections, apps: {app key → connections}}
 ``cobra:cluster:connections:<node>``     hash     connection id → JSON {app, role, remote_addr, ...}
 ``cobra:cluster:control``                channel  JSON commands: {"op": "close", "id", "node", ...}
 ``cobra:cluster:stats``                  hash     node name → JSON stats document (see below)
@@ -27,7 +30,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gevent
@@ -124,12 +128,16 @@ class Cluster:
         node_info: dict[str, Any],
         local_connections: Callable[[], dict[str, Any]],
         on_close_request: Callable[[str], None],
+        app_connections: Mapping[str, int] | None = None,
     ) -> None:
         self.redis = client
         self.node = node
         self.node_info = node_info
         self.local_connections = local_connections  # id → Connection of this process
         self.on_close_request = on_close_request
+        self.app_connections = app_connections if app_connections is not None else {}  # this process's
+        # app key → connections held by the other live processes, as of their last heartbeat
+        self.remote_app_connections: Counter[str] = Counter()
         self._dirty: dict[str, dict[str, Any] | None] = {}  # id → info to write, or None to delete
         self._greenlets: list[gevent.Greenlet] = []
 
@@ -200,7 +208,12 @@ class Cluster:
             self._dirty.clear()
         else:
             dirty, self._dirty = self._dirty, {}
-        info = dict(self.node_info, seen_at=time.time(), connections=len(self.local_connections()))
+        info = dict(
+            self.node_info,
+            seen_at=time.time(),
+            connections=len(self.local_connections()),
+            apps=dict(self.app_connections),
+        )
         with self.redis.pipeline(transaction=False) as pipe:
             if full_sync:
                 pipe.delete(key)
@@ -212,7 +225,22 @@ class Cluster:
                 pipe.hdel(key, *removed)
             pipe.expire(key, int(NODE_TTL * 2))
             pipe.hset(NODES_KEY, self.node, orjson.dumps(info))
-            pipe.execute()
+            pipe.hgetall(NODES_KEY)
+            nodes = pipe.execute()[-1]
+        self.remote_app_connections = self._count_remote_app_connections(nodes, info["seen_at"])
+
+    def _count_remote_app_connections(self, nodes: dict[bytes, bytes], now: float) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for name, raw in nodes.items():
+            if name.decode() == self.node:
+                continue
+            try:
+                info = orjson.loads(raw)
+                if now - float(info.get("seen_at", 0)) <= NODE_TTL:
+                    counts.update({str(k): int(v) for k, v in (info.get("apps") or {}).items()})
+            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+                continue  # a node's entry we cannot read does not stop the others from counting
+        return counts
 
     def _listen(self) -> None:
         while True:

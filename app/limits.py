@@ -66,8 +66,9 @@ class Limits:
         return int(limit) if limit else self.settings.send_queue_max_bytes
 
     def connection_refusal(self, app: App, app_connections: int, ip_connections: int) -> str | None:
-        """Why a new connection is refused, if it is: connections per app (one tenant cannot starve the
-        others) and per IP address (one host cannot exhaust file descriptors)."""
+        """Why a new connection is refused, if it is: connections per app, counted across the cluster (one
+        tenant cannot starve the others) and per IP address, counted per process (one host cannot exhaust
+        a process's file descriptors)."""
         per_app = self._app_value(app, "max_connections", 0)
         if per_app and app_connections >= per_app:
             return f"app {app.key} is at its limit of {int(per_app)} connections"

@@ -84,6 +84,21 @@ def test_connection_limit_per_app_refuses_with_429(broker, limited_app):
     second.close()
 
 
+def test_connection_limit_per_app_holds_across_broker_processes(broker, broker_factory, limited_app):
+    """Two processes on one config Redis are one broker: one connection on each fills a limit of 2."""
+    other = broker_factory()
+    key = limited_app(broker, max_connections=2)
+    wait_until(lambda: _try_connect(other, key) is None, message="app visible to the second process")
+    here = CobraClient(broker.endpoint, key, "r", SECRET)
+    there = CobraClient(other.endpoint, key, "r", SECRET)
+    # Each process holds only one connection of the app; the refusal comes from the shared count.
+    wait_until(lambda: _try_connect(broker, key) == 429, message="limit seen by the first process")
+    wait_until(lambda: _try_connect(other, key) == 429, message="limit seen by the second process")
+    here.close()
+    wait_until(lambda: _try_connect(other, key) is None, message="a slot frees on the other process")
+    there.close()
+
+
 def test_connection_limit_per_ip_refuses_with_429(broker, limited_app):
     key = limited_app(broker, max_connections_per_ip=1)
     holder = CobraClient(broker.endpoint, key, "r", SECRET)
