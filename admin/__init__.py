@@ -105,6 +105,7 @@ def create_admin_app(
         app.config.update(test_config)
     app.extensions[EXTENSION] = Panel(settings, redis_url)
     app.session_interface = _SessionInterface()
+    app.before_request(_refuse_nameless_fields)  # before the CSRF check, which trips over such a field
     csrf.init_app(app)
 
     from . import accounts, apps, audit, auth, live, roles, shards, tail, transfer
@@ -115,6 +116,15 @@ def create_admin_app(
     _install_page_helpers(app)
     app.wsgi_app = _Mount(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def _refuse_nameless_fields() -> Any:
+    """A multipart part without a name comes out of werkzeug as a field named None, on which Flask-WTF's
+    CSRF check (``key.endswith``) and wtforms raise: such a body is refused as malformed."""
+    if request.method == "POST" and (None in request.form or None in request.files):
+        message = "The form sent a field without a name."
+        return render_template("error.html", title="Malformed form", message=message), 400
+    return None
 
 
 def _secure_cookies(value: str) -> bool | None:

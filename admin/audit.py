@@ -3,8 +3,10 @@ filterable by user, action and app. Entries are written by :func:`admin.context.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import redis
 from flask import Blueprint, render_template, request, url_for
 
 from .context import store
@@ -12,6 +14,9 @@ from .forms import AuditFilterForm
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
+# An entry id Redis takes (ASCII digits, each part below 2**64): str.isdigit() also took "²", and Redis's
+# refusal of the id was reported as the config store being unreachable (a 503).
+STREAM_ID = re.compile(r"[0-9]{1,19}(?:-[0-9]{1,19})?")
 PAGE_SIZE = 50
 SCAN_LIMIT = 2000  # entries read per page at most while filtering: a rare filter shows a short page
 
@@ -32,12 +37,15 @@ def index() -> Any:
     action = (form.action.data or "").strip() if not form.action.errors else ""
     app = (form.app.data or "").strip() if not form.app.errors else ""
     before = request.args.get("before") or None
-    if before and not all(part.isdigit() for part in before.split("-", 1)):
+    if before and not STREAM_ID.fullmatch(before):
         before = None
     entries: list[tuple[str, dict[str, str]]] = []
     scanned, cursor, exhausted = 0, before, False
     while len(entries) < PAGE_SIZE and scanned < SCAN_LIMIT:
-        batch = store().audit_entries(200, cursor)
+        try:
+            batch = store().audit_entries(200, cursor)
+        except redis.ResponseError:  # Redis answered, refusing the id ("0-0" has nothing before it)
+            batch = []
         if not batch:
             exhausted = True
             break

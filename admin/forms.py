@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
+from flask_wtf.form import _Auto
+from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
     FieldList,
@@ -31,6 +34,7 @@ from app.stream_sql import FilterError, compile_filter
 from .users import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 MAX_GRACE_SECONDS = 30 * 86400
+MAX_COUNT = 1_000_000_000  # for limits without a natural bound: a stored number must fit in 64 bits
 
 
 def _name(kind: str) -> Any:
@@ -42,6 +46,12 @@ def _name(kind: str) -> Any:
                 raise ValidationError(str(exc)) from None
 
     return check
+
+
+def _strip(value: Any) -> Any:
+    """Whitespace-only input counts as empty: ``Optional()`` stops the validators on it but leaves the
+    spaces in ``data``, which views took for a value (an app key " ", a StreamSQL filter " ": a 500)."""
+    return value.strip() if isinstance(value, str) else value
 
 
 def _streamsql(form: Any, field: Any) -> None:
@@ -69,28 +79,50 @@ def _patterns(form: Any, field: Any) -> None:
             raise ValidationError(f"Not a channel pattern: {pattern[:40]!r} (no spaces, at most 256 chars)")
 
 
-class EmptyForm(FlaskForm):
+class PanelForm(FlaskForm):
+    """A FlaskForm whose fields only get posted text, and uploads only for its own FileFields.
+
+    Flask-WTF fills a submitted form from every upload of a multipart body, or from the JSON of a JSON
+    body: a file sent under a text field's name, or a number or object in JSON, reached validators that
+    expect a string (``Length`` raised TypeError: a 500). Here such a field is simply missing, which its
+    validators report. Keys that are not ASCII are never fields of ours and are dropped: FieldList took
+    ``shards-²-name`` for an index (``str.isdigit``) that ``int()`` then refused."""
+
+    class Meta(FlaskForm.Meta):
+        def wrap_formdata(self, form: Any, formdata: Any) -> Any:
+            if formdata is not _Auto:  # given by the view (None, request.args)
+                return formdata
+            if request.method != "POST":
+                return None
+            posted = [(k, v) for k, v in request.form.items(multi=True) if isinstance(k, str) and k.isascii()]
+            files = request.files.items(multi=True)
+            posted += [(k, v) for k, v in files if isinstance(form._fields.get(k), FileField)]
+            return MultiDict(posted)
+
+
+class EmptyForm(PanelForm):
     """A button that changes something: nothing to fill in, but still CSRF-checked."""
 
 
-class LoginForm(FlaskForm):
+class LoginForm(PanelForm):
     username = StringField("User name", validators=[DataRequired(), Length(max=256)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)])
 
 
-class AppCreateForm(FlaskForm):
+class AppCreateForm(PanelForm):
     key = StringField(
         "App key",
+        filters=[_strip],
         validators=[Optional(), _name("app key")],
         description="Leave empty for a generated 32-character key.",
     )
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(PanelForm):
     confirm = StringField("Type the name to confirm", validators=[DataRequired()])
 
 
-class AppSettingsForm(FlaskForm):
+class AppSettingsForm(PanelForm):
     """Blank = the broker-wide default (shown as the placeholder)."""
 
     history_max_length = IntegerField(
@@ -99,13 +131,19 @@ class AppSettingsForm(FlaskForm):
     history_max_age = IntegerField(
         "History: seconds kept", validators=[Optional(), NumberRange(min=0, max=365 * 86400)]
     )
-    max_connections = IntegerField("Connections (whole app)", validators=[Optional(), NumberRange(min=0)])
-    max_connections_per_ip = IntegerField("Connections per IP", validators=[Optional(), NumberRange(min=0)])
-    max_subscriptions = IntegerField(
-        "Subscriptions per connection", validators=[Optional(), NumberRange(min=0)]
+    max_connections = IntegerField(
+        "Connections (whole app)", validators=[Optional(), NumberRange(min=0, max=MAX_COUNT)]
     )
-    publish_rate = DecimalField(
-        "Publishes per second per connection", places=None, validators=[Optional(), NumberRange(min=0)]
+    max_connections_per_ip = IntegerField(
+        "Connections per IP", validators=[Optional(), NumberRange(min=0, max=MAX_COUNT)]
+    )
+    max_subscriptions = IntegerField(
+        "Subscriptions per connection", validators=[Optional(), NumberRange(min=0, max=MAX_COUNT)]
+    )
+    publish_rate = DecimalField(  # a bound also refuses "inf", which the store would keep as null (default)
+        "Publishes per second per connection",
+        places=None,
+        validators=[Optional(), NumberRange(min=0, max=MAX_COUNT)],
     )
     max_message_size = IntegerField(
         "Largest message (bytes)", validators=[Optional(), NumberRange(min=1, max=64 << 20)]
@@ -136,7 +174,7 @@ class AppSettingsForm(FlaskForm):
         return values
 
 
-class RepublishRuleForm(FlaskForm):
+class RepublishRuleForm(PanelForm):
     expression = StringField(
         "StreamSQL",
         validators=[DataRequired(), Length(max=2048), _streamsql],
@@ -144,13 +182,22 @@ class RepublishRuleForm(FlaskForm):
     )
     target = StringField("Target channel", validators=[DataRequired(), Length(max=256)])
 
+    def validate_target(self, field: Any) -> None:
+        # The brokers ignore a rule that feeds its FROM channel (it would loop): refuse it here.
+        try:
+            source = compile_filter(self.expression.data or "").channel
+        except FilterError:
+            return  # reported on the expression
+        if source and source == (field.data or "").strip():
+            raise ValidationError(f"A rule cannot republish {source!r} to itself; choose another channel.")
 
-class RemoveRuleForm(FlaskForm):
+
+class RemoveRuleForm(PanelForm):
     index = IntegerField(validators=[DataRequired(message="missing rule"), NumberRange(min=1)])
     expression = HiddenField(validators=[DataRequired()])
 
 
-class RoleForm(FlaskForm):
+class RoleForm(PanelForm):
     name = StringField("Role name", validators=[DataRequired(), _name("role name")])
     permissions = MultiCheckboxField("Permissions", choices=[SelectChoice(p, p) for p in PERMISSIONS])
     channels = TextAreaField(
@@ -161,7 +208,7 @@ class RoleForm(FlaskForm):
     )
 
 
-class RoleEditForm(FlaskForm):
+class RoleEditForm(PanelForm):
     permissions = MultiCheckboxField("Permissions", choices=[SelectChoice(p, p) for p in PERMISSIONS])
     channels = TextAreaField(
         "Channel patterns",
@@ -170,7 +217,7 @@ class RoleEditForm(FlaskForm):
     )
 
 
-class RotateForm(FlaskForm):
+class RotateForm(PanelForm):
     grace_seconds = IntegerField(
         "Grace period (seconds)",
         default=3600,
@@ -187,17 +234,17 @@ class ShardEntryForm(Form):
     url = StringField("Redis URL", validators=[DataRequired(), Length(max=1024)])
 
 
-class ShardListForm(FlaskForm):
+class ShardListForm(PanelForm):
     shards = FieldList(FormField(ShardEntryForm), min_entries=0, max_entries=64)
 
 
-class ImportForm(FlaskForm):
+class ImportForm(PanelForm):
     file = FileField("apps.yaml file")
     text = TextAreaField("…or paste it", render_kw={"rows": 8, "spellcheck": "false"})
     dry_run = BooleanField("Only check it (change nothing)")
 
 
-class UserCreateForm(FlaskForm):
+class UserCreateForm(PanelForm):
     name = StringField("User name", validators=[DataRequired(), _name("user name")])
     password = PasswordField(
         "Password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH)]
@@ -205,7 +252,7 @@ class UserCreateForm(FlaskForm):
     confirm = PasswordField("Repeat it", validators=[EqualTo("password", message="Passwords differ.")])
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(PanelForm):
     current = PasswordField("Current password", validators=[DataRequired()])
     password = PasswordField(
         "New password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH)]
@@ -213,7 +260,7 @@ class PasswordForm(FlaskForm):
     confirm = PasswordField("Repeat it", validators=[EqualTo("password", message="Passwords differ.")])
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(PanelForm):
     password = PasswordField(
         "New password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH)]
     )
@@ -236,6 +283,7 @@ class TailForm(FlaskForm):
     channel = StringField("Channel", validators=[Optional(), Length(max=256)])
     filter = StringField(
         "StreamSQL filter (optional)",
+        filters=[_strip],
         validators=[Optional(), Length(max=2048), _streamsql],
         render_kw={"spellcheck": "false", "placeholder": "select * from `channel` where data.fps < 30"},
     )

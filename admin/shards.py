@@ -65,7 +65,7 @@ def shard_health(url: str, timeout: float) -> dict[str, Any]:
             "version": info.get("redis_version"),
             "uptime": info.get("uptime_in_seconds"),
         }
-    except (redis.RedisError, OSError, ValueError) as exc:
+    except (redis.RedisError, OSError, ValueError, TypeError) as exc:  # TypeError: an unknown URL option
         return {"ok": False, "error": str(exc) or type(exc).__name__}
     finally:
         client.close()

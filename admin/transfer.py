@@ -52,6 +52,8 @@ def import_() -> Any:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
                 form.file.errors.append("The file is not UTF-8 text.")
+            if not raw:
+                form.file.errors.append("The file is empty.")
         elif form.text.data:
             text = form.text.data
         else:
