@@ -6,11 +6,14 @@ Unknown keys in stored documents are ignored so that older brokers keep working 
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import string
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+from .stream_sql import StreamFilter, compile_filter
 
 PERMISSIONS: tuple[str, ...] = ("publish", "subscribe", "unsubscribe", "read", "write", "delete", "admin")
 
@@ -20,6 +23,7 @@ ADMIN_APP = "_admin"
 STATS_APP = "_stats"
 
 # App keys and role names travel in URLs, Redis keys and YAML: keep them to a safe alphabet.
+MAX_SETTING = 2**63  # Redis and the JSON in the store hold signed 64-bit numbers; inf/nan not at all
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
@@ -106,6 +110,18 @@ class RepublishRule:
         return asdict(self)
 
 
+def compile_rule(rule: RepublishRule) -> StreamFilter:
+    """The rule's compiled expression; raises FilterError (a ValueError) for its SQL, ValueError for its
+    target. Rules are checked where they are written (CLI, panel, imports); a rule stored anyway is skipped
+    by the brokers, never fatal."""
+    stream_filter = compile_filter(rule.expression)
+    if not isinstance(rule.target, str) or not rule.target:
+        raise ValueError("a republish rule needs a target channel")
+    if rule.target == stream_filter.channel:
+        raise ValueError(f"a rule cannot republish {rule.target!r} to itself")
+    return stream_filter
+
+
 @dataclass(frozen=True)
 class AppSettings:
     """Per-app knobs; ``None`` means "the broker-wide default from :class:`app.settings.Settings`"."""
@@ -127,6 +143,8 @@ class AppSettings:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{f.name} must be a non-negative number")
+            if not math.isfinite(value) or value >= MAX_SETTING:
+                raise ValueError(f"{f.name} is out of range (at most {MAX_SETTING - 1})")
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "republish_rules"}

@@ -15,8 +15,7 @@ import redis
 
 from ..config_store import ConfigError, ConfigStore, connect
 from ..embedded_redis import find_running
-from ..engine.republish import compile_rule
-from ..models import App, AppSettings, RepublishRule, Shard
+from ..models import App, AppSettings, RepublishRule, Shard, compile_rule
 from ..settings import settings_from_args
 from ..shards import DEFAULT_SHARD, effective_shards, predicted_shard_move_fraction
 from ..stream_sql import FilterError

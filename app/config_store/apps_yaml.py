@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from ..models import App, AppSettings, Role
+from ..models import App, AppSettings, Role, compile_rule
 from .schema import ConfigError
 
 
@@ -16,7 +16,7 @@ def parse_apps_yaml(text: str) -> list[App]:
     optional ``channels`` per role and ``settings`` per app."""
     try:
         document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. an integer of thousands of digits
         raise ConfigError(f"not valid YAML: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("apps"), dict):
         raise ConfigError("expected a mapping with an 'apps' mapping at the top")
@@ -36,9 +36,13 @@ def parse_apps_yaml(text: str) -> list[App]:
                     permissions=tuple(role.get("permissions") or ()),
                     channels=tuple(role.get("channels") or ("*",)),
                 )
-            apps.append(
-                App(key=str(key), roles=roles, settings=AppSettings.from_dict(spec.get("settings") or {}))
-            )
+            settings = AppSettings.from_dict(spec.get("settings") or {})
+            for number, rule in enumerate(settings.republish_rules, 1):
+                try:
+                    compile_rule(rule)
+                except ValueError as exc:  # FilterError included
+                    raise ValueError(f"republish rule {number}: {exc}") from None
+            apps.append(App(key=str(key), roles=roles, settings=settings))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"app {key!r}: {exc}") from None
     return apps

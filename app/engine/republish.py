@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..models import App, AppSettings, RepublishRule
-from ..stream_sql import FilterError, StreamFilter, compile_filter
+from ..models import App, AppSettings, RepublishRule, compile_rule
+from ..stream_sql import FilterError, StreamFilter
 from .errors import EngineError
 from .history import HistoryPolicy, channel_key
 
@@ -30,16 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Callback = Callable[[Any], None]
-
-
-def compile_rule(rule: RepublishRule) -> StreamFilter:
-    """The rule's compiled expression; raises FilterError (or ValueError for a bad target)."""
-    stream_filter = compile_filter(rule.expression)
-    if not isinstance(rule.target, str) or not rule.target:
-        raise ValueError("a republish rule needs a target channel")
-    if rule.target == stream_filter.channel:
-        raise ValueError(f"a rule cannot republish {rule.target!r} to itself")
-    return stream_filter
 
 
 class AppRules:

@@ -45,7 +45,7 @@ def test_empty_secret_is_refused():
         Role(name="r", secret="")
 
 
-@pytest.mark.parametrize("value", [-1, "ten", True])
+@pytest.mark.parametrize("value", [-1, "ten", True, float("inf"), float("nan"), 2**63])
 def test_bad_settings_values_are_refused(value):
     with pytest.raises(ValueError):
         AppSettings(history_max_length=value)
@@ -98,6 +98,10 @@ def test_dump_is_cobra_compatible_and_round_trips():
         "apps: {'bad key': {}}",
         "apps: {k: {roles: {r: {secret: s, permissions: [nope]}}}}",
         "{{{",
+        "apps: {k: {settings: {max_connections: " + "9" * 5000 + "}}}",
+        "apps: {k: {settings: {publish_rate: .inf}}}",
+        "apps: {k: {settings: {republish_rules: [{expression: 'select * from a', target: a}]}}}",
+        "apps: {k: {settings: {republish_rules: [{expression: 'select from', target: b}]}}}",
     ],
 )
 def test_broken_yaml_is_a_config_error(text):

@@ -7,9 +7,9 @@ from collections import Counter
 import pytest
 
 from app.cli.shard_commands import hide_password, parse_setting
-from app.engine.republish import AppRules, compile_rule
+from app.engine.republish import AppRules
 from app.engine.routes import Hold, Route
-from app.models import RepublishRule, Shard
+from app.models import RepublishRule, Shard, compile_rule
 from app.shards import (
     DEFAULT_SHARD,
     ShardRing,
