@@ -7,12 +7,11 @@ import dataclasses
 
 import pytest
 import redis
-from websockets.exceptions import InvalidStatus
 
-from app.client import CobraClient, CobraError
+from app.client import CobraClient
 from app.models import Role
 from tests.integration.test_readiness import get
-from tests.support.processes import wait_until
+from tests.support.processes import can_authenticate, wait_until
 from tests.support.sharded import APP, SECRET, Collector, ShardedCluster, make_app
 
 KEEPING_LAST_CONFIG = "config store unreachable, keeping the last config"
@@ -23,14 +22,6 @@ def cluster(tmp_path):
     deployment = ShardedCluster(tmp_path).start(history_max_length=1000)
     yield deployment
     deployment.stop()
-
-
-def can_authenticate(broker, role: str = "pubsub", app: str = APP) -> bool:
-    try:
-        with CobraClient(broker.endpoint, app, role, SECRET, timeout=3):
-            return True
-    except (CobraError, InvalidStatus, OSError):
-        return False
 
 
 def publish_and_receive(publisher: CobraClient, collector: Collector, channel: str, count: int) -> None:
@@ -61,7 +52,7 @@ def test_brokers_serve_the_last_config_while_the_config_redis_restarts(cluster):
         wait_until(lambda b=broker: KEEPING_LAST_CONFIG in b.output(), message="config store loss noticed")
     # Live connections carry on, and new clients still authenticate against the config in memory.
     publish_and_receive(publisher, collector, "during", 20)
-    assert can_authenticate(first) and can_authenticate(second)
+    assert can_authenticate(first, APP, "pubsub", SECRET) and can_authenticate(second, APP, "pubsub", SECRET)
 
     cluster.config.start()
     for broker in (first, second):
@@ -72,7 +63,11 @@ def test_brokers_serve_the_last_config_while_the_config_redis_restarts(cluster):
         dataclasses.replace(app, roles={**app.roles, "late": Role(name="late", secret=SECRET)})
     )
     for broker in (first, second):
-        wait_until(lambda b=broker: can_authenticate(b, "late"), timeout=15, message="change after restart")
+        wait_until(
+            lambda b=broker: can_authenticate(b, APP, "late", SECRET),
+            timeout=15,
+            message="change after restart",
+        )
     publish_and_receive(publisher, collector, "after", 20)
     # The cluster registry was rewritten: both processes' connections are listed again.
     ids = wait_until(
@@ -95,10 +90,12 @@ def test_an_emptied_config_store_does_not_lock_clients_out(cluster):
     client.subscribe("kept")
     redis.Redis.from_url(cluster.config.url).flushall()
     wait_until(lambda: "the config store is empty" in broker.output(), message="empty store noticed")
-    assert can_authenticate(broker)
+    assert can_authenticate(broker, APP, "pubsub", SECRET)
     assert client.publish("kept", {"still": "here"})["position"]
     # Writing a config again (an import after the loss) is applied as usual, even with a lower version.
     cluster.store.set_shards(cluster.shard_list())
     cluster.store.put_apps([make_app(key="afterloss")])
-    wait_until(lambda: can_authenticate(broker, app="afterloss"), message="new config applied")
-    assert not can_authenticate(broker), "the written config is the whole config: the lost app is gone"
+    wait_until(lambda: can_authenticate(broker, "afterloss", "pubsub", SECRET), message="new config applied")
+    assert not can_authenticate(broker, APP, "pubsub", SECRET), (
+        "the written config is the whole config: the lost app is gone"
+    )

@@ -12,7 +12,7 @@ import redis
 from app.client import CobraClient
 from app.engine.history import channel_key
 from app.subscription import parse_position
-from tests.support.processes import wait_until
+from tests.support.processes import can_authenticate, wait_until
 from tests.support.sharded import (
     APP,
     SECRET,
@@ -45,18 +45,14 @@ def new_app(cluster, brokers):
         key = f"hist-{uuid.uuid4().hex[:8]}"
         cluster.store.put_app(make_app(key, **settings))
         for broker in brokers:
-            wait_until(lambda b=broker: _can_connect(b, key), timeout=20, message=f"app {key} known")
+            wait_until(
+                lambda b=broker: can_authenticate(b, key, "pubsub", SECRET),
+                timeout=20,
+                message=f"app {key} known",
+            )
         return key
 
     return create
-
-
-def _can_connect(broker, key: str) -> bool:
-    try:
-        CobraClient(broker.endpoint, key, "pubsub", SECRET, timeout=2).close()
-        return True
-    except Exception:
-        return False
 
 
 def position(text: str) -> tuple[int, int]:

@@ -10,7 +10,7 @@ import pytest
 
 from app.client import CobraClient
 from app.models import RepublishRule
-from tests.support.processes import wait_until
+from tests.support.processes import can_authenticate, wait_until
 from tests.support.sharded import SECRET, ShardedCluster, data_messages, make_app
 
 
@@ -32,17 +32,11 @@ def app_key(cluster, brokers):
     key = f"rep-{uuid.uuid4().hex[:8]}"
     cluster.store.put_app(make_app(key))
     for broker in brokers:
-        wait_until(lambda b=broker: _can_connect(b, key), timeout=20, message="app known")
+        wait_until(
+            lambda b=broker: can_authenticate(b, key, "pubsub", SECRET), timeout=20, message="app known"
+        )
     yield key
     cluster.store.delete_app(key)
-
-
-def _can_connect(broker, key: str) -> bool:
-    try:
-        CobraClient(broker.endpoint, key, "pubsub", SECRET, timeout=2).close()
-        return True
-    except Exception:
-        return False
 
 
 def client_of(cluster, broker, key: str) -> CobraClient:

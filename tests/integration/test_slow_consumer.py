@@ -10,12 +10,10 @@ import dataclasses
 import socket
 import uuid
 
-from websockets.exceptions import InvalidStatus
-
-from app.client import CobraClient, CobraError
+from app.client import CobraClient
 from app.models import PERMISSIONS, App, AppSettings, Role
 from tests.conftest import TEST_APP
-from tests.support.processes import BrokerProcess, wait_until
+from tests.support.processes import BrokerProcess, can_authenticate, wait_until
 from tests.support.raw_ws import RawWebSocket, authenticate
 
 SMALL_QUEUE = 256 << 10
@@ -80,7 +78,9 @@ def test_the_app_setting_sets_the_pending_bytes_limit_of_live_connections(broker
     app = App(key=key, roles={"pubsub": Role(name="pubsub", secret=SECRET, permissions=PERMISSIONS)})
     store.put_app(app)
     try:
-        wait_until(lambda: can_connect(broker, key, "pubsub"), message="app visible to the broker")
+        wait_until(
+            lambda: can_authenticate(broker, key, "pubsub", SECRET), message="app visible to the broker"
+        )
         slow, slow_id = start_slow_reader(broker, key, SECRET, channel)
         # The new limit travels with a new role, so the test can see when the broker has the new config.
         limited = dataclasses.replace(
@@ -89,17 +89,9 @@ def test_the_app_setting_sets_the_pending_bytes_limit_of_live_connections(broker
             settings=AppSettings(send_queue_max_bytes=SMALL_QUEUE),
         )
         store.put_app(limited)
-        wait_until(lambda: can_connect(broker, key, "probe"), message="new settings applied")
+        wait_until(lambda: can_authenticate(broker, key, "probe", SECRET), message="new settings applied")
         flood_and_check(broker, key, SECRET, channel, slow_id)
         slow.close()
         assert f"slow consumer, over {SMALL_QUEUE} bytes queued" in broker.output()
     finally:
         store.delete_app(key)
-
-
-def can_connect(broker: BrokerProcess, app_key: str, role: str) -> bool:
-    try:
-        with CobraClient(broker.endpoint, app_key, role, SECRET, timeout=2):
-            return True
-    except (InvalidStatus, OSError, CobraError):
-        return False

@@ -11,6 +11,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from websockets.exceptions import InvalidStatus
+
+from app.client import CobraClient, CobraError
 from app.embedded_redis import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,3 +133,13 @@ def wait_until(
 
 
 __all__ = ["BrokerProcess", "RedisProcess", "free_port", "wait_for_log", "wait_http_ok", "wait_until"]
+
+
+def can_authenticate(broker: BrokerProcess, app_key: str, role: str, secret: str) -> bool:
+    """Whether a client can connect to ``app_key`` on ``broker`` and authenticate as ``role``: False while
+    the broker does not know the app or the role (yet, or any more)."""
+    try:
+        with CobraClient(broker.endpoint, app_key, role, secret, timeout=2):
+            return True
+    except (CobraError, InvalidStatus, OSError):
+        return False
