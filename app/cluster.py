@@ -38,6 +38,8 @@ import gevent
 import orjson
 import redis
 
+from .channel_listener import listen_forever
+
 log = logging.getLogger(__name__)
 
 NODES_KEY = "cobra:cluster:nodes"
@@ -50,14 +52,19 @@ HEARTBEAT_INTERVAL = 1.0
 
 def live_nodes(client: redis.Redis, now: float | None = None) -> dict[str, dict[str, Any]]:
     """The broker processes that beat within the last ``NODE_TTL`` seconds."""
-    now = time.time() if now is None else now
+    return _fresh_nodes(client.hgetall(NODES_KEY), time.time() if now is None else now)
+
+
+def _fresh_nodes(entries: dict[bytes, bytes], now: float) -> dict[str, dict[str, Any]]:
+    """The readable entries of the nodes hash that were written within ``NODE_TTL`` seconds of ``now``."""
     nodes = {}
-    for name, raw in client.hgetall(NODES_KEY).items():
+    for name, raw in entries.items():
         try:
             info = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            continue
-        if now - info.get("seen_at", 0) <= NODE_TTL:
+            fresh = now - float(info.get("seen_at", 0)) <= NODE_TTL
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+            continue  # one unreadable entry does not hide the other nodes
+        if fresh:
             nodes[name.decode()] = info
     return nodes
 
@@ -226,41 +233,16 @@ class Cluster:
             pipe.expire(key, int(NODE_TTL * 2))
             pipe.hset(NODES_KEY, self.node, orjson.dumps(info))
             pipe.hgetall(NODES_KEY)
-            nodes = pipe.execute()[-1]
-        self.remote_app_connections = self._count_remote_app_connections(nodes, info["seen_at"])
-
-    def _count_remote_app_connections(self, nodes: dict[bytes, bytes], now: float) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        for name, raw in nodes.items():
-            if name.decode() == self.node:
-                continue
-            try:
-                info = orjson.loads(raw)
-                if now - float(info.get("seen_at", 0)) <= NODE_TTL:
-                    counts.update({str(k): int(v) for k, v in (info.get("apps") or {}).items()})
-            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
-                continue  # a node's entry we cannot read does not stop the others from counting
-        return counts
+            nodes = _fresh_nodes(pipe.execute()[-1], info["seen_at"])
+        remote: Counter[str] = Counter()
+        for name, node in nodes.items():
+            apps = node.get("apps")
+            if name != self.node and isinstance(apps, dict):
+                remote.update({str(k): int(v) for k, v in apps.items() if isinstance(v, int)})
+        self.remote_app_connections = remote
 
     def _listen(self) -> None:
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(CONTROL_CHANNEL)
-                while True:
-                    message = pubsub.get_message(timeout=30.0)
-                    if message is not None:
-                        self._on_control(message["data"])
-            except redis.RedisError:
-                gevent.sleep(1.0)
-            except Exception:
-                log.exception("control channel listener failed; restarting it")
-                gevent.sleep(1.0)
-            finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    pass
+        listen_forever(self.redis, CONTROL_CHANNEL, self._on_control, "control channel listener")
 
     def _on_control(self, raw: bytes) -> None:
         try:

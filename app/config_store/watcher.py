@@ -90,27 +90,16 @@ class ConfigWatcher:
                 log.exception("config reload failed; keeping the last config")
 
     def _listen(self) -> None:
-        import gevent
+        from ..channel_listener import listen_forever
 
-        while True:
-            pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.subscribe(CHANGES_CHANNEL)
-                self.check()  # anything missed while not subscribed
-                while True:
-                    message = pubsub.get_message(timeout=30.0)
-                    if message is not None:
-                        self.check()
-            except redis.RedisError:
-                gevent.sleep(min(self.poll_interval, 1.0))
-            except Exception:
-                log.exception("config listener failed; restarting it")
-                gevent.sleep(1.0)
-            finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    pass
+        listen_forever(
+            self.store.redis,
+            CHANGES_CHANNEL,
+            lambda _data: self.check(),
+            "config listener",
+            on_subscribed=self.check,  # anything missed while not subscribed
+            retry_delay=min(self.poll_interval, 1.0),
+        )
 
 
 def wait_for_redis(client: redis.Redis, timeout: float, what: str = "Redis") -> None:
