@@ -16,9 +16,10 @@ import orjson
 from . import __version__, auth, protocol
 from .engine import EngineError
 from .engine.history import channel_key
+from .positions import parse_position
 from .protocol import ActionError, ErrorCode, FatalError, Request
 from .stream_sql import FilterError, compile_filter
-from .subscription import Subscription, parse_position
+from .subscription import Subscription
 
 if TYPE_CHECKING:
     from .connection import Connection

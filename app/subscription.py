@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import gevent
 
 from . import protocol
+from .positions import parse_position
 
 if TYPE_CHECKING:
     from .stream_sql import StreamFilter
@@ -23,19 +24,6 @@ class Sink(Protocol):
     def send_payload(self, payload: bytes) -> None: ...
 
     def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None: ...
-
-
-def parse_position(position: str) -> tuple[int, int] | None:
-    """``"<ms>-<seq>"`` → (ms, seq), or None when malformed (PROTOCOL §7)."""
-    ms, dash, seq = position.partition("-")
-    if not dash or not ms.isdigit() or not seq.isdigit() or not ms.isascii() or not seq.isascii():
-        return None
-    return int(ms), int(seq)
-
-
-def position_after(position: str, other: str) -> bool:
-    a, b = parse_position(position), parse_position(other)
-    return a is not None and b is not None and a > b
 
 
 class Subscription:

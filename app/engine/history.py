@@ -13,7 +13,8 @@ from functools import cached_property
 
 import redis
 
-from ..subscription import parse_position
+from ..positions import START
+from .resume import decide_resume
 
 PUBLISH_SCRIPT = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'm', ARGV[1])
@@ -30,7 +31,6 @@ return id
 """
 
 SCRIPTS = {"publish": PUBLISH_SCRIPT}
-START = "0-0"
 
 
 def channel_key(app_key: str, channel: str) -> str:
@@ -114,35 +114,16 @@ def entry_at(client: redis.Redis, key: str, position: str) -> tuple[str, bytes] 
     return found[0] if found else None
 
 
-def tail_position(client: redis.Redis, key: str) -> str:
-    """The position of the newest message, or ``"0-0"`` for a channel that has none."""
-    last = last_entry(client, key)
-    return last[0] if last else START
-
-
 def resume_plan(
     client: redis.Redis, key: str, position: str, policy: HistoryPolicy, limit: int
 ) -> tuple[list[tuple[str, bytes]], str | None]:
-    """What a subscriber resuming after ``position`` must be sent, and whether the position expired.
-
-    Returns (entries, expired_at): ``expired_at`` is None when the resume is exact; otherwise it is the
-    position delivery restarts from (PROTOCOL §7: an expired or unknown position gets ``expired_position``,
-    then delivery from the oldest retained message).
-    """
-    if position == START:
-        return (entries_after(client, key, START, limit) if policy.replay else []), None
-    wanted = parse_position(position)
-    first, last = first_entry(client, key), last_entry(client, key)
-    if last is None:
-        return [], None if wanted == (0, 0) else START
-    newest = parse_position(last[0])
-    if wanted is not None and newest is not None and wanted >= newest:
-        # Nothing newer: an exact resume when it is the tail, an unknown position when it is beyond.
-        return [], None if wanted == newest else last[0]
-    if not policy.replay:
-        return [], last[0]  # history off: what was missed cannot be delivered
-    assert first is not None
-    oldest = parse_position(first[0])
-    if wanted is None or oldest is None or wanted < oldest:
-        return entries_after(client, key, START, limit), first[0]
-    return entries_after(client, key, position, limit), None
+    """What a subscriber resuming after ``position`` must be sent, and whether the position expired
+    (see :func:`.resume.decide_resume`): returns (entries, expired_at)."""
+    first = last = None
+    if position != START:
+        first_found, last_found = first_entry(client, key), last_entry(client, key)
+        first = first_found[0] if first_found else None
+        last = last_found[0] if last_found else None
+    decision = decide_resume(position, first, last, policy.replay)
+    entries = entries_after(client, key, decision.replay_after, limit) if decision.replay_after else []
+    return entries, decision.expired_at

@@ -16,8 +16,9 @@ import gevent
 import redis
 
 from .. import protocol
+from ..positions import parse_position
 from ..protocol import ErrorCode
-from ..subscription import Subscription, parse_position
+from ..subscription import Subscription
 from .errors import REPLAY_LIMIT
 from .history import entries_after
 from .routes import Hold, Route

@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..subscription import Subscription, parse_position
+from ..positions import parse_position
+from ..subscription import Subscription
 
 if TYPE_CHECKING:
     from .links import ShardLink

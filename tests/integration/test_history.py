@@ -11,7 +11,7 @@ import redis
 
 from app.client import CobraClient
 from app.engine.history import channel_key
-from app.subscription import parse_position
+from app.positions import parse_position
 from tests.support.processes import can_authenticate, wait_until
 from tests.support.sharded import (
     APP,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.subscription import parse_position
+from app.positions import parse_position
 
 
 def test_write_then_read_returns_the_value(connect, channel):

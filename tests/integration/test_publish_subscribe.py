@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.subscription import parse_position
+from app.positions import parse_position
 
 
 def data_pushes(client, count, timeout=5.0):

@@ -31,7 +31,7 @@ import redis
 
 from app.client import CobraClient, CobraError
 from app.engine.history import channel_key
-from app.subscription import parse_position
+from app.positions import parse_position
 from tests.support.sharded import APP, ShardedCluster
 
 SOAK_SECONDS = float(os.environ.get("COBRA_SOAK_SECONDS") or 60)
