@@ -53,7 +53,7 @@ def dispatch(conn: Connection, payload: bytes) -> None:
     except Exception:
         # A bug must cost one request, not the connection or the process.
         log.exception("connection %s: %s failed", conn.id, action)
-        reply = protocol.error(action, request.id, "internal error", "internal_error")
+        reply = protocol.error(action, request.id, "internal error", ErrorCode.INTERNAL_ERROR)
     if reply is not None:
         conn.send_payload(reply)
 

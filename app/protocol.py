@@ -54,6 +54,7 @@ class ErrorCode:
     SHARD_UNAVAILABLE = "shard_unavailable"
     EXPIRED_POSITION = "expired_position"
     UNKNOWN_CONNECTION = "unknown_connection"
+    INTERNAL_ERROR = "internal_error"  # a bug on our side cost this one request (logged with a traceback)
 
 
 @dataclass(slots=True)

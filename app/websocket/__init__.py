@@ -6,6 +6,7 @@ This package knows nothing about PDUs: it turns bytes into messages and messages
 from .frames import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
+    CLOSE_INVALID_DATA,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
@@ -30,6 +31,7 @@ __all__ = [
     "ACCEPT_KEY",
     "CLOSE_GOING_AWAY",
     "CLOSE_INTERNAL_ERROR",
+    "CLOSE_INVALID_DATA",
     "CLOSE_MESSAGE_TOO_BIG",
     "CLOSE_NORMAL",
     "CLOSE_POLICY_VIOLATION",
