@@ -50,8 +50,10 @@ class PublishBatches:
             callback(UNAVAILABLE)
         elif self.in_flight or self.queue:
             self.queue.append((command, callback))  # goes with the next batch
-        else:
-            self._start([(command, callback)])  # the pipe is idle: no reason to wait
+        else:  # the pipe is idle: no reason to wait (_start inlined: this is every lone publish)
+            batch = self.in_flight = [(command, callback)]
+            self.answered = 0
+            self.send(batch)
 
     def next_batch(self) -> bool:
         """With nothing in flight, send what queued (at most ``batch_max``); False when nothing did."""
