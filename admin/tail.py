@@ -19,7 +19,7 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 from wtforms.fields.choices import SelectChoice
 
-from app.engine.history import channel_key, split_published
+from app.channels import channel_key, split_published
 from app.models import ConfigSnapshot
 from app.shards import ShardRing
 from app.stream_sql import StreamFilter, compile_filter

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import __version__, auth, protocol
+from .channels import channel_key
 from .engine import EngineError
-from .engine.history import channel_key
 from .positions import parse_position
 from .protocol import ActionError, ErrorCode, FatalError, Request
 from .stream_sql import FilterError, compile_filter

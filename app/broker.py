@@ -26,6 +26,7 @@ from .cluster import Cluster
 from .config_store import ConfigStore, ConfigWatcher, wait_for_redis
 from .connection import Connection, FlushQueue
 from .engine import Engine, HistoryPolicy, ShardLink
+from .engine.republish import Republisher
 from .limits import Limits
 from .models import ADMIN_APP, ConfigSnapshot
 from .settings import Settings
@@ -85,6 +86,7 @@ class Broker:
         )
         self.flush_queue = FlushQueue()
         self.engine.after_batch = self.flush_queue.flush
+        self.engine.republisher = Republisher(self.engine)  # type: ignore[attr-defined]  # until actions get services
         self.connections: dict[str, Connection] = {}
         self.connections_per_app: Counter[str] = Counter()
         self.connections_per_ip: Counter[str] = Counter()

@@ -26,9 +26,9 @@ import psutil
 import redis
 
 from . import __version__
+from .channels import channel_key
 from .cluster import store_node_stats
 from .engine import EngineError
-from .engine.history import channel_key
 from .models import STATS_APP
 from .stats import ChannelInterval
 

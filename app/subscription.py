@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import gevent
 
 from . import protocol
-from .positions import parse_position
+from .engine.merge import merge
+from .positions import Position, parse_position
 
 if TYPE_CHECKING:
     from .stream_sql import StreamFilter
@@ -132,19 +133,16 @@ class Subscription:
         replay already contained; from then on, live. Runs without yielding, so nothing slips between."""
         buffered = self.syncing or []
         self.syncing = None
-        last: tuple[int, int] | None = None
-        for position, messages_json, count in replayed:
+        to_deliver, last = merge(replayed, buffered, _position_of)
+        for position, messages_json, count in to_deliver:
             self._emit(position, messages_json, count, None)
-            last = parse_position(position) or last
-        for position, messages_json, count in buffered:
-            parsed = parse_position(position)
-            if last is not None and parsed is not None and parsed <= last:
-                continue
-            self._emit(position, messages_json, count, None)
-            last = parsed or last
         self.resume_after = last
         if self.batch_size > 1:
             self.flush()
+
+    def send_error(self, message: str, code: str, position: str | None) -> None:
+        """Tell the client this subscription hit a problem it keeps living through (PROTOCOL §9)."""
+        self.sink.send_payload(protocol.subscription_error(self.subscription_id, message, code, position))
 
     def cancel(self) -> None:
         """The subscription ends: drop what is pending, stop the timer."""
@@ -153,3 +151,7 @@ class Subscription:
             self._flush_timer = None
         self._batch = []
         self.syncing = None
+
+
+def _position_of(pending: tuple[str, bytes, int]) -> Position | None:
+    return parse_position(pending[0])

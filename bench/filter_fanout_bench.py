@@ -2,7 +2,7 @@
 
     python bench/filter_fanout_bench.py [--subscribers 1000] [--messages 2000]
 
-Routes messages through ``Engine.route_message`` to N subscriptions whose sink only keeps the finished push
+Routes messages through ``Router.route_message`` to N subscriptions whose sink only keeps the finished push
 bytes, so what is measured is the broker's CPU per delivery up to the send queue: filter evaluation,
 projection, serialisation and push assembly. Three cases: N subscribers sharing one filter (one evaluation
 per message), N subscribers with N distinct filters (N evaluations per message), and no filter.
@@ -21,7 +21,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.engine.core import Engine, Route
+from app.engine.router import Router
+from app.engine.routes import Route
 from app.stream_sql import compile_filter
 from app.subscription import Subscription
 
@@ -47,7 +48,7 @@ class DiscardingSink:
 
 
 def run(filters: list, messages: int) -> tuple[float, int]:
-    engine = Engine()
+    engine = Router()
     key = b"app::engine_fps_id"
     route = engine.routes[key] = Route(key, link=None)  # type: ignore[arg-type]
     sinks = []
@@ -58,7 +59,7 @@ def run(filters: list, messages: int) -> tuple[float, int]:
     payloads = [b"%d-0 " % (i + 1) + orjson.dumps({**MESSAGE, "seq": i}) for i in range(messages)]
     started = time.perf_counter()
     for payload in payloads:
-        engine.route_message(key, payload)
+        engine.route_message(None, key, payload)
     elapsed = time.perf_counter() - started
     return elapsed, sum(s.count for s in sinks)
 

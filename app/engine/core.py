@@ -1,156 +1,118 @@
-"""The engine: shards, routing, fan-out and history, between connections and Redis.
+"""The Redis engine: shards, routing, fan-out and history, between connections and Redis.
 
-Per process and per shard there is one :class:`ShardPublisher` and one :class:`ShardSubscriber`; the
-local routing table maps a Redis channel to the subscriptions of this process, grouped by filter so each
-distinct StreamSQL filter runs once per message, and each delivered message is serialised once.
+It implements :class:`.interface.EngineAPI` by composing four parts, each with one job:
 
-A channel's live feed can be interrupted two ways: its shard's Pub/Sub connection drops, or the shard
-list changes and the channel moves to another shard. Either way, once the channel is live again, what its
-shard published meanwhile is read back from the stream and delivered before anything newer (a *fill*; see
-:mod:`.routes`), so subscribers see no gap and no duplicate.
+- :class:`.shardset.ShardSet`: the ring, one link per shard (:mod:`.links`), reconfiguration;
+- :class:`.router.Router`: the local routing table and the fan-out of each live message;
+- :class:`.recovery.Recovery`: what happens to routes whose live feed stopped or came back (fills);
+- this class: the publish and subscribe requests, and the history reads they need.
+
+The links report upward through one :class:`_LinkEvents`, whose attributes are the bound methods of the
+parts that handle them: a Pub/Sub message goes from the reader's loop straight to
+:meth:`.router.Router.route_message`, with no call in between.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
-import gevent.lock
-import orjson
 import redis
 
-from .. import protocol
 from ..models import Shard
 from ..protocol import ErrorCode
-from ..shards import DEFAULT_SHARD, ShardRing
-from ..subscription import Subscription
-from .errors import REPLAY_LIMIT, EngineError, shard_unavailable
-from .history import HistoryPolicy, entry_at, last_entry, publish_command, resume_plan
-from .links import ShardLink
+from ..shards import DEFAULT_SHARD
+from .errors import EngineError, shard_unavailable
+from .history import REPLAY_LIMIT, HistoryPolicy, publish_command
+from .interface import PublishCallback, ShardStatus
+from .links import LinkOptions, ShardLink
 from .publisher import UNAVAILABLE
 from .recovery import Recovery
-from .republish import Republisher
-from .routes import Route
+from .router import Router, prepare
+from .shardset import ShardSet
+from .streams import entry_at, last_entry, resume_plan
+
+if TYPE_CHECKING:
+    from ..subscription import Subscription
 
 log = logging.getLogger(__name__)
 
-# Seconds a moved channel stays subscribed on its old shard after this process switched: messages in
-# flight there still arrive, and so do those of processes that learn about the change later (they poll
-# the config version every second, should they miss its announcement).
-MOVE_GRACE = 5.0
+
+def _nothing() -> None:
+    pass
 
 
-class _Stats:
-    """What the engine reports when nobody listens (replaced by :class:`app.stats.Stats`)."""
+class _LinkEvents:
+    """The :class:`.links.ShardEvents` of an engine: each event is the handling part's bound method."""
 
-    def on_publish_batch(self, size: int, seconds: float) -> None:
-        pass
+    __slots__ = ("on_batch_end", "on_down", "on_live", "on_message")
 
-    def on_delivery(self, channel: bytes, count: int, size: int) -> None:
-        pass
+    def __init__(self, router: Router, recovery: Recovery) -> None:
+        self.on_message = router.route_message
+        self.on_live = recovery.on_live
+        self.on_down = recovery.on_down
+        self.on_batch_end: Callable[[], None] = _nothing
 
 
-class Engine(Recovery):
+class Engine:
     def __init__(
         self,
         batch_max: int = 2000,
         subscribe_timeout: float = 5.0,
         stats: Any = None,
         probe_interval: float = 5.0,
+        after_batch: Callable[[], None] | None = None,
     ) -> None:
-        self.batch_max = batch_max
         self.subscribe_timeout = subscribe_timeout
-        self.probe_interval = probe_interval
-        self.stats = stats or _Stats()
-        self.links: dict[str, ShardLink] = {}
-        self.ring: ShardRing | None = None
-        self.routes: dict[bytes, Route] = {}
-        self.on_moved: Callable[[int], None] | None = None
-        self.republisher = Republisher(self)
-        self._configuring = gevent.lock.Semaphore()
+        self.router = Router(stats)
+        self.stats = self.router.stats
+        self.recovery = Recovery(self.router)
+        self._events = _LinkEvents(self.router, self.recovery)
+        options = LinkOptions(batch_max, probe_interval, self.stats.on_publish_batch)
+        self.shards = ShardSet(self.router, self.recovery, self._events, options, subscribe_timeout)
+        # Hoisted: publish() looks its link up with one attribute read, as when this was a method here.
+        self.link_for: Callable[[str], ShardLink] = self.shards.link_for
         self._tail_reads: dict[bytes, gevent.event.AsyncResult] = {}
-        # Called after each batch of Redis replies or Pub/Sub messages was handled: the broker writes what
-        # it produced to the clients then (set before the first configure()).
-        self.after_batch: Callable[[], None] | None = None
+        if after_batch is not None:
+            self.after_batch = after_batch
 
-    # ------------------------------------------------------------------ shards
+    @property
+    def after_batch(self) -> Callable[[], None] | None:
+        """Called after each batch of Redis replies or Pub/Sub messages was handled: the broker writes what
+        it produced to the clients then."""
+        hook = self._events.on_batch_end
+        return None if hook is _nothing else hook
+
+    @after_batch.setter
+    def after_batch(self, hook: Callable[[], None] | None) -> None:
+        self._events.on_batch_end = hook or _nothing
+
+    @property
+    def links(self) -> dict[str, ShardLink]:
+        """The shard links by name (for the broker's health checks, until it uses shard_statuses)."""
+        return self.shards.links
+
+    # ------------------------------------------------------------------ lifecycle
     def configure(self, shards: Iterable[Shard], default_url: str) -> int:
-        """Use ``shards`` (or the config Redis alone when empty); returns how many local channels moved.
-
-        Moved channels are subscribed on their new shard *before* this process starts publishing there
-        (waiting at most ``subscribe_timeout``), so its own subscribers miss nothing; what other processes
-        published on the new shard earlier is filled in from history once the subscription is live.
-        """
-        with self._configuring:  # the config watcher's two greenlets may both deliver a change
-            return self._configure(shards, default_url)
-
-    def _configure(self, shards: Iterable[Shard], default_url: str) -> int:
-        wanted = {s.name: s for s in shards} or {DEFAULT_SHARD: Shard(DEFAULT_SHARD, default_url)}
-        if (
-            self.ring is not None
-            and list(self.ring.names) == list(wanted)
-            and all(self.links[name].shard == shard for name, shard in wanted.items())
-        ):
-            return 0
-        old_links = self.links
-        links: dict[str, ShardLink] = {}
-        for name, shard in wanted.items():
-            link = old_links.get(name)
-            if link is None or link.shard != shard:  # new, or same name at a new address
-                link = ShardLink(shard, self)
-                link.start()
-            links[name] = link
-        ring = ShardRing(list(wanted))
-        # Until the swap below, publishes still use the old ring, so its names must still mean the old
-        # links (a shard that changed address included); names new to the ring are not used yet.
-        self.links = {**links, **old_links}
-        moved = self._move_routes(ring, links, wait=True)
-        self.links, self.ring = links, ring
-        moved += self._move_routes(ring, links, wait=False)  # routes created while we waited
-        for name, link in old_links.items():
-            if links.get(name) is not link:
-                gevent.spawn_later(MOVE_GRACE + 1.0, link.stop, 2.0)
-        if old_links:
-            log.info("shard list now %s; %d local channel(s) moved", ", ".join(wanted), moved)
-        if self.on_moved is not None:
-            self.on_moved(moved)
-        return moved
-
-    def _move_routes(self, ring: ShardRing, links: dict[str, ShardLink], wait: bool) -> int:
-        moving: list[tuple[Route, ShardLink, gevent.event.Event]] = []
-        for route in list(self.routes.values()):
-            link = links[ring.node_for(route.key.decode())]
-            if link is route.link:
-                continue
-            old = route.link
-            route.link = link
-            ready = link.subscriber.subscribe(route.key)
-            # Still subscribed there (it moved back within the grace period): nothing was missed there.
-            if not ready.is_set():
-                route.needs_fill, route.fill_floor = True, route.move_floor()
-            moving.append((route, old, ready))
-        if wait and moving:
-            gevent.wait([ready for _route, _old, ready in moving], timeout=self.subscribe_timeout)
-        for route, old, ready in moving:
-            # The old subscription stays a little: messages already in flight there still arrive.
-            gevent.spawn_later(MOVE_GRACE, _release_if_unused, old, route, self.routes)
-            if wait and not ready.is_set() and not route.down:
-                self._tell_down(route)
-        return len(moving)
-
-    def link_for(self, key: str) -> ShardLink:
-        assert self.ring is not None, "Engine.configure() must run first"
-        return self.links[self.ring.node_for(key)]
+        return self.shards.configure(shards, default_url)
 
     def wait_ready(self, timeout: float) -> bool:
-        return all(link.publisher.wait_connected(timeout) for link in self.links.values())
+        return self.shards.wait_ready(timeout)
+
+    def drain(self, timeout: float) -> bool:
+        return self.shards.drain(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
-        for link in self.links.values():
-            link.stop(timeout)
+        self.shards.stop(timeout)
+
+    def shard_statuses(self) -> list[ShardStatus]:
+        return self.shards.statuses()
+
+    def ping_shards(self, timeout: float) -> dict[str, str | None]:
+        return self.shards.ping(timeout)
 
     # ------------------------------------------------------------------ publishing
     def publish(
@@ -158,7 +120,7 @@ class Engine(Recovery):
         key: str,
         message: bytes,
         policy: HistoryPolicy,
-        callback: Callable[[str | EngineError], None],
+        callback: PublishCallback,
         deliver: bool = True,
     ) -> None:
         """Append ``message`` (JSON bytes) to the channel and deliver it; ``callback`` gets its position
@@ -192,53 +154,20 @@ class Engine(Recovery):
             raise outcome
         return outcome
 
-    # ------------------------------------------------------------------ fan-out (the hot path)
-    def route_message(self, channel: bytes, payload: bytes, source: Any = None) -> None:
-        """Deliver one Pub/Sub message (``b"<position> <json>"``) to the local subscriptions of
-        ``channel``. ``source`` is the ShardSubscriber it came from (None: from a history fill)."""
-        route = self.routes.get(channel)
-        if route is None:
-            return
-        if route.hold is not None and source is route.hold.source and route.held(payload):
-            return
-        raw_position, _, message = payload.partition(b" ")
-        position = raw_position.decode()
-        route.last_position = position
-        parsed: Any = _UNPARSED
-        for stream_filter, subs in route.groups.items():
-            if stream_filter is None:
-                tail = protocol.push_tail(position, message)
-                for sub in subs:
-                    sub.deliver(position, message, 1, tail)
-                self.stats.on_delivery(channel, len(subs), len(message))
-                continue
-            if parsed is _UNPARSED:
-                parsed = _loads(message)
-            results = stream_filter.apply(parsed)
-            if not results:
-                continue
-            joined = b",".join([orjson.dumps(r) for r in results])
-            tail = protocol.push_tail(position, joined)
-            for sub in subs:
-                sub.deliver(position, joined, len(results), tail)
-            self.stats.on_delivery(channel, len(subs) * len(results), len(joined))
-
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, sub: Subscription, replay: bool) -> str:
         """Attach ``sub`` to its channel and wait until Redis delivers that channel live; returns the
         channel's tail position. With ``replay``, live messages are held until :meth:`replay` runs."""
         key = sub.key.encode()
-        route = self.routes.get(key)
+        route = self.router.routes.get(key)
         link = route.link if route is not None else self.link_for(sub.key)
         if link.known_down:  # fail now rather than after subscribe_timeout
             raise shard_unavailable(link.name)
-        if route is None:
-            route = self.routes[key] = Route(key, link)
         if replay:
             sub.begin_sync()
-        route.add(sub)
+        route = self.router.add(sub, link)
         link = route.link
-        ready = link.subscriber.subscribe(key)
+        ready = link.subscribe(key)
         if not ready.wait(self.subscribe_timeout):
             self.unsubscribe(sub)
             raise shard_unavailable(link.name)
@@ -270,32 +199,27 @@ class Engine(Recovery):
 
     def replay(self, sub: Subscription, position: str, policy: HistoryPolicy) -> None:
         """Send ``sub`` what follows ``position``, then switch it to live with no gap and no duplicate."""
-        route = self.routes.get(sub.key.encode())
+        route = self.router.routes.get(sub.key.encode())
         link = route.link if route is not None else self.link_for(sub.key)
         try:
             entries, expired_at = resume_plan(link.client, sub.key, position, policy, REPLAY_LIMIT)
         except redis.RedisError:
             sub.finish_sync([])
-            self._notify(
-                sub, "shard unavailable: history could not be read", ErrorCode.SHARD_UNAVAILABLE, position
+            sub.send_error(
+                "shard unavailable: history could not be read", ErrorCode.SHARD_UNAVAILABLE, position
             )
             return
         if expired_at is not None:
-            self._notify(
-                sub, f"position {position} is no longer available", ErrorCode.EXPIRED_POSITION, expired_at
+            sub.send_error(
+                f"position {position} is no longer available", ErrorCode.EXPIRED_POSITION, expired_at
             )
-        sub.finish_sync(_prepare(sub, entries))
+        sub.finish_sync(prepare(sub, entries))
 
     def unsubscribe(self, sub: Subscription) -> None:
         sub.cancel()
-        key = sub.key.encode()
-        route = self.routes.get(key)
-        if route is None:
-            return
-        route.remove(sub)
-        if not route.groups:
-            del self.routes[key]
-            route.link.subscriber.unsubscribe(key)
+        route = self.router.remove(sub)
+        if route is not None:
+            route.link.unsubscribe(route.key)
 
     # ------------------------------------------------------------------ key/value
     def read(self, key: str, position: str | None = None) -> tuple[bytes | None, str | None]:
@@ -314,33 +238,4 @@ class Engine(Recovery):
             raise shard_unavailable(link.name) from None
 
 
-_UNPARSED = object()
-
-
-def _loads(message: bytes) -> Any:
-    try:
-        return orjson.loads(message)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _prepare(sub: Subscription, entries: list[tuple[str, bytes]]) -> list[tuple[str, bytes, int]]:
-    """History entries as a subscription receives them: through its filter, serialised."""
-    if sub.filter is None:
-        return [(position, message, 1) for position, message in entries]
-    prepared = []
-    for position, message in entries:
-        results = sub.filter.apply(_loads(message))
-        if results:
-            prepared.append((position, b",".join([orjson.dumps(r) for r in results]), len(results)))
-    return prepared
-
-
-def _release_if_unused(link: ShardLink, route: Route, routes: dict[bytes, Route]) -> None:
-    """Drop a moved channel's subscription on its old shard, unless it moved back meanwhile."""
-    current = routes.get(route.key)
-    if current is None or current.link is not link:
-        link.subscriber.unsubscribe(route.key)
-
-
-__all__ = ["DEFAULT_SHARD", "REPLAY_LIMIT", "Engine", "Route", "ShardLink"]
+__all__ = ["DEFAULT_SHARD", "Engine"]

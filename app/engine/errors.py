@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from ..protocol import ErrorCode
 
-REPLAY_LIMIT = 100_000  # most entries one resume or fill replays, whatever the retention settings say
-
 
 class EngineError(Exception):
     def __init__(self, message: str, code: str) -> None:

@@ -1,20 +1,18 @@
-"""Channel history in Redis streams, and the one-round-trip publish (PROTOCOL §7).
+"""Channel history in Redis streams, and the one-round-trip publish (PROTOCOL §7): the pure part.
 
-A channel ``<appkey>::<channel>`` is a capped stream of the same name. A publish is one Lua script: XADD
-(capped by length and by age), PEXPIRE (an idle channel disappears after the max age), PUBLISH of
-``"<position> <message json>"``. Being one script, a message is either in the history *and* on the wire, or
-in neither, which is what makes resuming from a position exact.
+A channel ``<appkey>::<channel>`` (:mod:`app.channels`) is a capped stream of the same name. A publish is one
+Lua script: XADD (capped by length and by age), PEXPIRE (an idle channel disappears after the max age),
+PUBLISH of ``"<position> <message json>"``. Being one script, a message is either in the history *and* on
+the wire, or in neither, which is what makes resuming from a position exact.
+
+This module holds the script, the retention policy and the RESP command that runs it, and no I/O; the
+reads of a stream are in :mod:`.streams`, the resume decision in :mod:`.resume`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-
-import redis
-
-from ..positions import START
-from .resume import decide_resume
 
 PUBLISH_SCRIPT = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'm', ARGV[1])
@@ -33,15 +31,9 @@ return id
 SCRIPTS = {"publish": PUBLISH_SCRIPT}
 
 
-def channel_key(app_key: str, channel: str) -> str:
-    """The Redis stream and Pub/Sub channel of an app's channel."""
-    return f"{app_key}::{channel}"
-
-
-def split_published(payload: bytes) -> tuple[str, bytes]:
-    """A Pub/Sub payload as the publish script sends it: ``b"<position> <message json>"``."""
-    position, _, message = payload.partition(b" ")
-    return position.decode(), message
+# Most entries one resume or fill replays, whatever the retention settings say: it bounds the memory one
+# read takes (a hundred thousand entries of ~1 kB is ~100 MB of Python objects at worst).
+REPLAY_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -87,43 +79,3 @@ def publish_command(
             b"\r\n$1\r\n1\r\n" if deliver else b"\r\n$1\r\n0\r\n",
         )
     )
-
-
-def _entries(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, bytes]]:
-    return [(entry_id.decode(), fields.get(b"m", b"null")) for entry_id, fields in raw]
-
-
-def entries_after(client: redis.Redis, key: str, position: str, limit: int) -> list[tuple[str, bytes]]:
-    """Entries strictly after ``position`` (``"0-0"``: all), oldest first."""
-    start = "-" if position == START else "(" + position
-    return _entries(client.xrange(key, min=start, max="+", count=limit))
-
-
-def first_entry(client: redis.Redis, key: str) -> tuple[str, bytes] | None:
-    found = _entries(client.xrange(key, min="-", max="+", count=1))
-    return found[0] if found else None
-
-
-def last_entry(client: redis.Redis, key: str) -> tuple[str, bytes] | None:
-    found = _entries(client.xrevrange(key, max="+", min="-", count=1))
-    return found[0] if found else None
-
-
-def entry_at(client: redis.Redis, key: str, position: str) -> tuple[str, bytes] | None:
-    found = _entries(client.xrange(key, min=position, max=position, count=1))
-    return found[0] if found else None
-
-
-def resume_plan(
-    client: redis.Redis, key: str, position: str, policy: HistoryPolicy, limit: int
-) -> tuple[list[tuple[str, bytes]], str | None]:
-    """What a subscriber resuming after ``position`` must be sent, and whether the position expired
-    (see :func:`.resume.decide_resume`): returns (entries, expired_at)."""
-    first = last = None
-    if position != START:
-        first_found, last_found = first_entry(client, key), last_entry(client, key)
-        first = first_found[0] if first_found else None
-        last = last_found[0] if last_found else None
-    decision = decide_resume(position, first, last, policy.replay)
-    entries = entries_after(client, key, decision.replay_after, limit) if decision.replay_after else []
-    return entries, decision.expired_at

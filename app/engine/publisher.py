@@ -1,11 +1,8 @@
-"""One pipelined publisher per shard per process, with natural batching.
+"""One pipelined publisher per shard per process: the socket side of :mod:`.batching`.
 
-Publishes queue up while the previous batch is on the wire; the next batch takes everything that queued
-(up to ``batch_max``). A lone publish therefore goes out at once, and under load batches grow by themselves:
-no timer, no fixed sleep. When nothing is in flight, the publish is written by the greenlet that made it,
-on the spot: the latency of a lone publish includes no hand-over to another greenlet. Each command's
-callback runs only once Redis has answered it, which is what lets the connection send ``rtm/publish/ok``
-only for data Redis really holds.
+When nothing is in flight, a publish is written by the greenlet that made it, on the spot: the latency of
+a lone publish includes no hand-over to another greenlet. Each command's callback runs only once Redis has
+answered it, which is what lets the connection send ``rtm/publish/ok`` only for data Redis really holds.
 
 A shard that stops answering (a frozen or partitioned node keeps its TCP connection open) must not hold
 publishes forever: a batch unanswered for ``reply_timeout`` seconds fails with ``shard_unavailable`` and
@@ -16,25 +13,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
 
-from ..resp import RedisAddress, RedisUnavailable, ReplyError, RespConnection, encode_command
+from ..resp import RedisAddress, RedisUnavailable, ReplyError, RespConnection
+from .backoff import Backoff, OutageLog
+from .batching import UNAVAILABLE, Command, PublishBatches, ShardUnavailable
+
+if TYPE_CHECKING:
+    from .links import ShardEvents
 
 log = logging.getLogger(__name__)
-
-Callback = Callable[[Any], None]
-
-
-class ShardUnavailable(Exception):
-    """Passed to callbacks whose command could not be written to, or answered by, the shard."""
-
-
-UNAVAILABLE = ShardUnavailable("shard unavailable")
 
 
 class ShardPublisher:
@@ -46,23 +38,24 @@ class ShardPublisher:
         batch_max: int = 2000,
         on_batch: Callable[[int, float], None] | None = None,
         reply_timeout: float = 12.5,
+        events: ShardEvents | None = None,
     ) -> None:
         self.name = name
         self.address = address
-        self.batch_max = batch_max
         self.reply_timeout = reply_timeout
         self.available = False
         # Lua source by name; their SHA1s are filled in at every (re)connect by SCRIPT LOAD.
         self.scripts = scripts
         self.shas: dict[str, bytes] = {}
+        self.batches = PublishBatches(batch_max, self._send_batch)
+        # Send one RESP command; ``callback(reply)`` gets the reply, a ReplyError or UNAVAILABLE. The
+        # batching's own method: a publish costs no call of this class.
+        self.submit = self.batches.submit
         self._on_batch = on_batch  # (batch size, seconds on the wire), for metrics
-        self._queue: deque[tuple[bytes, Callback]] = deque()  # the next batch
-        self._batch: list[tuple[bytes, Callback]] = []  # sent, awaiting replies; empty when idle
-        self._answered = 0  # replies of the batch in flight already handed to their callbacks
+        self._events = events  # on_batch_end after a batch's callbacks ran
         self._batch_started = 0.0  # perf_counter() when the batch in flight was sent
         self._batch_sent_at: float | None = None  # monotonic time the batch in flight was sent
         self._conn: RespConnection | None = None
-        self.on_batch_end: Callable[[], None] | None = None  # after a batch's callbacks ran
         self._wake = Event()
         self._idle = Event()
         self._idle.set()
@@ -74,38 +67,34 @@ class ShardPublisher:
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._run)
 
-    def submit(self, command: bytes, callback: Callback) -> None:
-        """Send one RESP command; ``callback(reply)`` gets the reply, a ReplyError or UNAVAILABLE."""
-        if not self.available or self._stopping:
-            callback(UNAVAILABLE)
-            return
-        self._idle.clear()
-        if self._batch or self._queue or self._conn is None:
-            self._queue.append((command, callback))  # goes with the next batch
-        else:
-            self._send_batch([(command, callback)])  # the pipe is idle: no reason to wait
-
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
     def drain(self, timeout: float) -> bool:
         """Wait until everything queued has been answered (graceful shutdown)."""
+        if self.batches.idle:
+            return True
         return self._idle.wait(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         self.drain(timeout)
         self._stopping = True
+        self.batches.open = False
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
 
     @property
+    def batch_max(self) -> int:
+        return self.batches.batch_max
+
+    @property
     def queued(self) -> int:
-        return len(self._queue) + len(self._batch) - self._answered
+        return self.batches.queued
 
     # ------------------------------------------------------------------ the greenlet
     def _run(self) -> None:
-        delay = 0.05
-        outage = OutageLog(f"shard {self.name}: publisher cannot connect")
+        backoff = Backoff()
+        outage = OutageLog(f"shard {self.name}: publisher cannot connect", log)
         while not self._stopping:
             conn = RespConnection(self.address)
             try:
@@ -115,13 +104,12 @@ class ShardPublisher:
             except (RedisUnavailable, ReplyError) as exc:
                 outage.failed(exc)
                 conn.close()
-                gevent.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                gevent.sleep(backoff.next())
                 continue
             outage.recovered()
-            delay = 0.05
-            self.available = True
+            backoff.reset()
             self._conn = conn
+            self.available = self.batches.open = not self._stopping
             self._connected.set()
             log.info("shard %s: publisher connected", self.name)
             watchdog = gevent.spawn(self._watch, conn)
@@ -132,15 +120,16 @@ class ShardPublisher:
             except Exception:
                 # A bug must cost a reconnect (queued publishes fail), never the shard's only publisher.
                 log.exception("shard %s: publisher failed; reconnecting", self.name)
-                gevent.sleep(delay)
+                gevent.sleep(backoff.next())
             finally:
                 watchdog.kill(block=False)
                 self._conn = None
-                self.available = False
+                self.available = self.batches.open = False
                 self._connected.clear()
                 conn.close()
-                self._fail_in_flight()
-                self._fail_queued()
+                self._batch_sent_at = None
+                self.batches.fail_all()
+                self._idle.set()
 
     def _watch(self, conn: RespConnection) -> None:
         """Bound the wait for a batch's replies. One greenlet checking a timestamp, rather than a timeout on
@@ -163,12 +152,11 @@ class ShardPublisher:
                 raise sha
             self.shas[name] = sha
 
-    def _send_batch(self, batch: list[tuple[bytes, Callback]]) -> None:
-        """Put ``batch`` on the wire; the pump reads its replies. Runs in the pump, or in the caller of
-        :meth:`submit` when nothing was in flight."""
+    def _send_batch(self, batch: list[Command]) -> None:
+        """Put ``batch`` on the wire; the pump reads its replies. Called by the batching, in the pump or in
+        the caller of :meth:`submit` when nothing was in flight."""
         conn = self._conn
-        self._batch = batch
-        self._answered = 0
+        self._idle.clear()
         self._batch_started = time.perf_counter()
         self._batch_sent_at = time.monotonic()
         if not self._wake.is_set():
@@ -181,35 +169,25 @@ class ShardPublisher:
             conn.close()  # the pump's next read fails, and the batch with it
 
     def _pump(self, conn: RespConnection) -> None:
-        queue = self._queue
+        batches = self.batches
+        answer = batches.answer
         while True:
-            if not self._batch:
-                if not queue:
-                    self._idle.set()
-                    self._wake.clear()
-                    self._wake.wait()  # a submit sends its batch itself and wakes us to read the replies
-                    continue
-                if len(queue) <= self.batch_max:  # the usual case: take everything at once
-                    batch = list(queue)
-                    queue.clear()
-                else:
-                    batch = [queue.popleft() for _ in range(self.batch_max)]
-                self._send_batch(batch)
-            batch = self._batch
-            for command, callback in batch[self._answered :]:
+            if not batches.in_flight and not batches.next_batch():
+                self._idle.set()
+                self._wake.clear()
+                self._wake.wait()  # a submit sends its batch itself and wakes us to read the replies
+                continue
+            for command, callback in batches.unanswered():
                 reply = conn.read_reply()
                 if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
                     reply = self._retry_noscript(conn, command)
-                self._answered += 1
-                _safe_call(callback, reply)
-            count = len(batch)
-            self._batch = []
-            self._answered = 0
+                answer(callback, reply)
+            count = batches.batch_done()
             self._batch_sent_at = None
             if self._on_batch is not None:
                 self._on_batch(count, time.perf_counter() - self._batch_started)
-            if self.on_batch_end is not None:
-                self.on_batch_end()
+            if self._events is not None:
+                self._events.on_batch_end()
 
     def _retry_noscript(self, conn: RespConnection, command: bytes) -> Any:
         """Someone ran SCRIPT FLUSH: load the scripts again and resend this one command."""
@@ -226,48 +204,5 @@ class ShardPublisher:
         finally:
             side.close()
 
-    def _fail_in_flight(self) -> None:
-        """What was sent but not answered fails: it may or may not be in Redis, and the client gets an
-        error, never a false ok (nor no answer at all)."""
-        batch, answered = self._batch, self._answered
-        self._batch, self._answered, self._batch_sent_at = [], 0, None
-        for _command, callback in batch[answered:]:
-            _safe_call(callback, UNAVAILABLE)
 
-    def _fail_queued(self) -> None:
-        while self._queue:
-            _command, callback = self._queue.popleft()
-            _safe_call(callback, UNAVAILABLE)
-        self._idle.set()
-
-
-class OutageLog:
-    """A shard that stays down is retried every two seconds: log the first failure of an outage and then
-    one line a minute, not one line per attempt."""
-
-    def __init__(self, what: str, logger: logging.Logger = log, every: float = 60.0) -> None:
-        self.what = what
-        self.log = logger
-        self.every = every
-        self.failures = 0
-        self._logged_at = 0.0
-
-    def failed(self, exc: Exception) -> None:
-        self.failures += 1
-        now = time.monotonic()
-        if self.failures == 1 or now - self._logged_at >= self.every:
-            self._logged_at = now
-            self.log.warning("%s (attempt %d): %s", self.what, self.failures, exc)
-
-    def recovered(self) -> None:
-        self.failures = 0
-
-
-def _safe_call(callback: Callback, reply: Any) -> None:
-    try:
-        callback(reply)
-    except Exception:
-        log.exception("publish callback failed")
-
-
-__all__ = ["UNAVAILABLE", "OutageLog", "ShardPublisher", "ShardUnavailable", "encode_command"]
+__all__ = ["UNAVAILABLE", "ShardPublisher", "ShardUnavailable"]

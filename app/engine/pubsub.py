@@ -2,62 +2,57 @@
 
 Channels are (un)subscribed in batches: requests made in the same turn of the event loop go out as one
 SUBSCRIBE / UNSUBSCRIBE command, written by a short-lived greenlet (never from a hub callback, where a full
-socket buffer could not be waited on). A watchdog PINGs the connection every ``probe_interval``; one that
-stays silent for 2.5 intervals (a frozen node, a pulled cable: the TCP connection looks open) is torn down
-and rebuilt, and every wanted channel is subscribed again. The reader never blocks on a client: the
-``on_message`` callback only routes and enqueues.
+socket buffer could not be waited on). What to send is decided by :class:`.pubsub_state.PubSubState`; this
+module only moves bytes. A watchdog PINGs the connection every ``probe_interval``; one that stays silent
+for 2.5 intervals (a frozen node, a pulled cable: the TCP connection looks open) is torn down and rebuilt,
+and every wanted channel is subscribed again. The reader never blocks on a client: ``on_message`` only
+routes and enqueues.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
 
 from ..resp import RedisAddress, RedisUnavailable, ReplyError, RespConnection, encode_command
-from .publisher import OutageLog
+from .backoff import Backoff, OutageLog
+from .pubsub_state import PubSubState
+
+if TYPE_CHECKING:
+    from .links import ShardEvents
 
 log = logging.getLogger(__name__)
-
-# (channel, payload, the ShardSubscriber it came from): the source tells the engine which shard spoke,
-# which matters while a channel moves between shards or catches up after a reconnect.
-OnMessage = Callable[[bytes, bytes, Any], None]
-OnChannelEvent = Callable[[bytes], None]
-OnShardEvent = Callable[[], None]
 
 SILENCE_PROBES = 2.5  # probes without a word from Redis before the connection counts as dead
 
 
 class ShardSubscriber:
+    """The Pub/Sub side of a shard link. Reports to ``events`` with ``link`` as the source: which link
+    spoke matters while a channel moves between shards or catches up after a reconnect."""
+
     def __init__(
         self,
         name: str,
         address: RedisAddress,
-        on_message: OnMessage,
-        on_subscribed: OnChannelEvent | None = None,
-        on_down: OnShardEvent | None = None,
+        events: ShardEvents,
+        link: Any,
         probe_interval: float = 5.0,
     ) -> None:
         self.name = name
         self.address = address
-        self.on_message = on_message
-        self.on_subscribed = on_subscribed  # a channel became live (first time or after a reconnect)
-        self.on_down = on_down  # the connection is gone: live delivery stopped for all its channels
+        self.events = events
+        self.link = link
         self.probe_interval = probe_interval
-        self.on_batch_end: Callable[[], None] | None = None  # after each read's messages were routed
         self.connected = False
         self.failing = False  # the last connection attempt failed or the connection was lost
+        self.state = PubSubState()
+        self._ready: dict[bytes, Event] = {}  # per wanted channel: set once Redis confirmed it
         self._conn: RespConnection | None = None
-        self._wanted: dict[bytes, Event] = {}  # channel → set once Redis confirmed it on this connection
-        self._confirmed: set[bytes] = set()
-        self._unsubscribing: set[bytes] = set()
-        self._pending_subscribe: set[bytes] = set()
-        self._pending_unsubscribe: set[bytes] = set()
         self._flush_scheduled = False
         self._send_lock = Semaphore()  # one writer at a time: batched (UN)SUBSCRIBE and the probe PING
         self._last_heard = time.monotonic()
@@ -76,28 +71,23 @@ class ShardSubscriber:
 
     @property
     def channels(self) -> set[bytes]:
-        return set(self._wanted)
+        return set(self.state.wanted)
 
     def subscribe(self, channel: bytes) -> Event:
         """Want ``channel``; the returned event is set once Redis confirms the subscription."""
-        ready = self._wanted.get(channel)
+        ready = self._ready.get(channel)
         if ready is not None:
             return ready
-        ready = self._wanted[channel] = Event()
-        self._pending_unsubscribe.discard(channel)
-        if channel in self._confirmed and channel not in self._unsubscribing:
+        ready = self._ready[channel] = Event()
+        if self.state.want(channel):
             ready.set()
-        elif channel not in self._unsubscribing:  # else: resubscribed when the unsubscribe is confirmed
-            self._pending_subscribe.add(channel)
+        elif self.state.has_pending:
             self._schedule_flush()
         return ready
 
     def unsubscribe(self, channel: bytes) -> None:
-        if self._wanted.pop(channel, None) is None:
-            return
-        self._pending_subscribe.discard(channel)
-        self._pending_unsubscribe.add(channel)
-        self._schedule_flush()
+        if self._ready.pop(channel, None) is not None and self.state.unwant(channel):
+            self._schedule_flush()
 
     # ------------------------------------------------------------------ batching
     def _schedule_flush(self) -> None:
@@ -110,27 +100,20 @@ class ShardSubscriber:
         with self._send_lock:
             self._flush_scheduled = False
             conn = self._conn
-            if conn is None or not self.connected:
+            if conn is None or not self.connected or not self.state.has_pending:
                 return  # everything wanted is subscribed again on reconnect
-            data = b""
-            if self._pending_unsubscribe:
-                channels = list(self._pending_unsubscribe)
-                self._pending_unsubscribe.clear()
-                self._unsubscribing.update(channels)
-                data += encode_command(b"UNSUBSCRIBE", *channels)
-            if self._pending_subscribe:
-                channels = list(self._pending_subscribe)
-                self._pending_subscribe.clear()
-                data += encode_command(b"SUBSCRIBE", *channels)
-            if data:
-                try:
-                    conn.send(data)
-                except RedisUnavailable:
-                    conn.close()  # the reader notices and reconnects
+            unsubscribe, subscribe = self.state.take_pending()
+            data = encode_command(b"UNSUBSCRIBE", *unsubscribe) if unsubscribe else b""
+            if subscribe:
+                data += encode_command(b"SUBSCRIBE", *subscribe)
+            try:
+                conn.send(data)
+            except RedisUnavailable:
+                conn.close()  # the reader notices and reconnects
 
     # ------------------------------------------------------------------ the reader
     def _run(self) -> None:
-        delay = 0.05
+        backoff = Backoff()
         outage = OutageLog(f"shard {self.name}: pub/sub cannot connect", log)
         while not self._stopping:
             conn = RespConnection(self.address)
@@ -141,20 +124,16 @@ class ShardSubscriber:
                 conn.close()
                 self.failing = True
                 outage.failed(exc)
-                gevent.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                gevent.sleep(backoff.next())
                 continue
             outage.recovered()
-            delay = 0.05
+            backoff.reset()
             self._conn = conn
             self.connected = True
             self.failing = False
             self._last_heard = time.monotonic()
-            self._confirmed.clear()
-            self._unsubscribing.clear()
-            self._pending_unsubscribe.clear()
-            self._pending_subscribe = set(self._wanted)
-            log.info("shard %s: pub/sub connected, subscribing %d channels", self.name, len(self._wanted))
+            self.state.connected()
+            log.info("shard %s: pub/sub connected, subscribing %d channels", self.name, len(self._ready))
             self._flush_scheduled = True
             gevent.spawn(self._flush)
             try:
@@ -165,19 +144,21 @@ class ShardSubscriber:
             except Exception:
                 # A bug must cost a reconnect, never the shard's only reader.
                 log.exception("shard %s: pub/sub reader failed; reconnecting", self.name)
-                gevent.sleep(delay)
+                gevent.sleep(backoff.next())
             finally:
                 self.connected = False
                 self.failing = True
                 self._conn = None
                 conn.close()
-                for ready in self._wanted.values():
+                for ready in self._ready.values():
                     ready.clear()
-                if self.on_down is not None and not self._stopping:
-                    self.on_down()
+                if not self._stopping:
+                    self.events.on_down(self.link)
 
     def _read(self, conn: RespConnection) -> None:
-        on_message = self.on_message
+        events = self.events
+        on_message = events.on_message
+        link = self.link
         while True:
             replies = conn.read_available()
             self._last_heard = time.monotonic()
@@ -188,7 +169,7 @@ class ShardSubscriber:
                 kind = reply[0]
                 if kind == b"message":
                     try:
-                        on_message(reply[1], reply[2], self)
+                        on_message(link, reply[1], reply[2])
                     except Exception:
                         log.exception("shard %s: routing a message failed", self.name)
                 elif kind == b"subscribe":
@@ -196,31 +177,25 @@ class ShardSubscriber:
                 elif kind == b"unsubscribe":
                     self._on_unsubscribe_confirmed(reply[1])
                 # b"pong" answers the watchdog: hearing it is all that matters.
-            if self.on_batch_end is not None:
-                self.on_batch_end()  # what this read produced goes out now, not after other greenlets
+            events.on_batch_end()  # what this read produced goes out now, not after other greenlets
 
     def _on_subscribe_confirmed(self, channel: bytes) -> None:
-        self._confirmed.add(channel)
-        ready = self._wanted.get(channel)
-        if ready is None:
-            if channel not in self._pending_unsubscribe:
-                self._pending_unsubscribe.add(channel)  # unwanted while the SUBSCRIBE was on its way
-                self._schedule_flush()
+        if not self.state.subscribed(channel):
+            self._schedule_flush()  # unwanted while the SUBSCRIBE was on its way
             return
-        ready.set()
-        if self.on_subscribed is not None:
-            try:
-                self.on_subscribed(channel)
-            except Exception:
-                log.exception("shard %s: on_subscribed failed", self.name)
+        ready = self._ready.get(channel)
+        if ready is not None:
+            ready.set()
+        try:
+            self.events.on_live(self.link, channel)
+        except Exception:
+            log.exception("shard %s: on_live failed", self.name)
 
     def _on_unsubscribe_confirmed(self, channel: bytes | None) -> None:
         if channel is None:
             return
-        self._confirmed.discard(channel)
-        self._unsubscribing.discard(channel)
-        if channel in self._wanted:  # wanted again while the UNSUBSCRIBE was on its way
-            self._pending_subscribe.add(channel)
+        self.state.unsubscribed(channel)
+        if self.state.has_pending:  # wanted again while the UNSUBSCRIBE was on its way
             self._schedule_flush()
 
     def _watchdog(self) -> None:

@@ -4,7 +4,8 @@ moves to another shard.
 Subscribers of an interrupted channel are told (``rtm/subscription/error``, ``shard_unavailable``) and
 keep their subscription. Once the channel is live again, what its shard published meanwhile is read back
 from the stream (a *fill*) and delivered before anything newer, while the shard's live messages for that
-channel wait in a :class:`~.routes.Hold`: no gap, no duplicate.
+channel wait in a :class:`~.routes.Hold`; the two are put together by :func:`.merge.merge`: no gap, no
+duplicate.
 """
 
 from __future__ import annotations
@@ -15,49 +16,44 @@ from typing import TYPE_CHECKING
 import gevent
 import redis
 
-from .. import protocol
-from ..positions import parse_position
+from ..channels import split_published
+from ..positions import Position, parse_position
 from ..protocol import ErrorCode
-from ..subscription import Subscription
-from .errors import REPLAY_LIMIT
-from .history import entries_after
+from .history import REPLAY_LIMIT
+from .merge import merge
 from .routes import Hold, Route
+from .streams import entries_after
 
 if TYPE_CHECKING:
     from .links import ShardLink
+    from .router import Router
 
 log = logging.getLogger(__name__)
 
 
 class Recovery:
-    """Mixed into :class:`~.core.Engine`: the callbacks of its shard links, and the fills."""
+    """What happens to the routes of a link that went down or came back: the ``on_down`` and ``on_live``
+    events of the shard links, and the fills."""
 
-    routes: dict[bytes, Route]
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.routes = router.routes
 
-    def route_message(self, channel: bytes, payload: bytes, source: object = None) -> None:
-        raise NotImplementedError
-
-    def _notify(self, sub: Subscription, message: str, code: str, position: str | None) -> None:
-        sub.sink.send_payload(protocol.subscription_error(sub.subscription_id, message, code, position))
-
-    def _on_shard_down(self, link: ShardLink) -> None:
+    def on_down(self, link: ShardLink) -> None:
         for route in self.routes.values():
             if route.link is link:
                 route.needs_fill = True  # floor: whatever was routed last when the fill starts
                 if not route.down:
-                    self._tell_down(route)
+                    self.tell_down(route)
 
-    def _tell_down(self, route: Route) -> None:
+    def tell_down(self, route: Route) -> None:
+        """Tell the route's subscribers its live feed stopped; they keep their subscription."""
         route.down = True
+        message = f"shard {route.link.name} is unavailable"
         for sub in route.subscriptions():
-            self._notify(
-                sub,
-                f"shard {route.link.name} is unavailable",
-                ErrorCode.SHARD_UNAVAILABLE,
-                route.last_position,
-            )
+            sub.send_error(message, ErrorCode.SHARD_UNAVAILABLE, route.last_position)
 
-    def _on_channel_live(self, link: ShardLink, channel: bytes) -> None:
+    def on_live(self, link: ShardLink, channel: bytes) -> None:
         """Runs in the shard's reader greenlet as the SUBSCRIBE confirmation arrives, before any message
         that follows it: the hold starts exactly where the live feed does."""
         route = self.routes.get(channel)
@@ -67,7 +63,7 @@ class Recovery:
         if route.needs_fill:
             floor = route.fill_floor or route.last_position or "0-0"
             route.needs_fill, route.fill_floor = False, None
-            hold = route.hold = Hold(link.subscriber)
+            hold = route.hold = Hold(link)
             gevent.spawn(self._fill, route, link, floor, hold)
 
     def _fill(self, route: Route, link: ShardLink, floor: str, hold: Hold) -> None:
@@ -80,22 +76,25 @@ class Recovery:
             log.warning("shard %s: could not fill the gap of %r: %s", link.name, route.key, exc)
         if route.hold is not hold or self.routes.get(route.key) is not route:
             return  # superseded by a newer fill, or nobody listens any more
-        last: tuple[int, int] | None = None
-        for position, message in entries:
-            self.route_message(route.key, position.encode() + b" " + message)
-            last = parse_position(position) or last
-        # Delivering never yields today; should it ever, messages held meanwhile are drained here too.
-        while hold.buffer:
-            held, hold.buffer = hold.buffer, []
-            for payload in held:
-                position = parse_position(payload.partition(b" ")[0].decode())
-                if last is not None and position is not None and position <= last:
-                    continue  # the history had it already
-                self.route_message(route.key, payload)
-                last = position or last
+        route_message, key = self.router.route_message, route.key
+        replayed = [position.encode() + b" " + message for position, message in entries]
+        last: Position | None = None
+        # Delivering never yields today; should it ever, messages held meanwhile are merged here too.
+        while True:
+            buffered, hold.buffer = hold.buffer or [], []
+            to_deliver, last = merge(replayed, buffered, _payload_position, last)
+            for payload in to_deliver:
+                route_message(None, key, payload)
+            replayed = []
+            if not hold.buffer:
+                break
         hold.buffer, hold.skip_upto = None, last
         if last is None:
             route.hold = None
         if entries:
             # Counts what the history read returned, including messages whose live copy was held back.
             log.info("shard %s: %r caught up from history: %d message(s)", link.name, route.key, len(entries))
+
+
+def _payload_position(payload: bytes) -> Position | None:
+    return parse_position(split_published(payload)[0])

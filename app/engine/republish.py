@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..channels import channel_key
 from ..models import App, AppSettings, RepublishRule, compile_rule
 from ..stream_sql import FilterError, StreamFilter
 from .errors import EngineError
-from .history import HistoryPolicy, channel_key
+from .history import HistoryPolicy
 
 if TYPE_CHECKING:
-    from .core import Engine
+    from .interface import EngineAPI
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,9 @@ class AppRules:
 
 
 class Republisher:
-    """The engine's republishing: compiled rules per app, and the follow-up publishes."""
+    """Republishing on top of any engine: compiled rules per app, and the follow-up publishes."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineAPI) -> None:
         self.engine = engine
         self.failures = 0
         self._apps: dict[str, tuple[AppSettings, AppRules]] = {}

@@ -11,10 +11,11 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..channels import split_published
 from ..positions import parse_position
-from ..subscription import Subscription
 
 if TYPE_CHECKING:
+    from ..subscription import Subscription
     from .links import ShardLink
 
 MOVE_CLOCK_MARGIN_MS = 2000
@@ -27,7 +28,7 @@ class Hold:
     __slots__ = ("buffer", "skip_upto", "source")
 
     def __init__(self, source: Any) -> None:
-        self.source = source  # the ShardSubscriber whose messages are held
+        self.source = source  # the shard link whose messages are held
         self.buffer: list[bytes] | None = []
         self.skip_upto: tuple[int, int] | None = None
 
@@ -36,7 +37,7 @@ class Hold:
         if self.buffer is not None:
             self.buffer.append(payload)
             return True
-        position = parse_position(payload.partition(b" ")[0].decode())
+        position = parse_position(split_published(payload)[0])
         return position is not None and self.skip_upto is not None and position <= self.skip_upto
 
 

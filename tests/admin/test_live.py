@@ -9,8 +9,8 @@ from websockets.exceptions import ConnectionClosed
 
 from admin.live_stats import summarize
 from admin.tail import shard_url_for
+from app.channels import channel_key
 from app.client import CobraClient
-from app.engine.history import channel_key
 from app.models import ConfigSnapshot, Shard
 from app.shards import ShardRing
 from tests.support.processes import wait_until

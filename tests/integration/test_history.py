@@ -9,8 +9,8 @@ import uuid
 import pytest
 import redis
 
+from app.channels import channel_key
 from app.client import CobraClient
-from app.engine.history import channel_key
 from app.positions import parse_position
 from tests.support.processes import can_authenticate, wait_until
 from tests.support.sharded import (

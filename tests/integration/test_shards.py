@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 import redis
 
-from app.engine.history import channel_key
+from app.channels import channel_key
 from app.shards import ShardRing
 from tests.support.processes import RedisProcess, wait_until
 from tests.support.sharded import APP, Blaster, Collector, ShardedCluster, data_messages

@@ -29,8 +29,8 @@ import orjson
 import pytest
 import redis
 
+from app.channels import channel_key
 from app.client import CobraClient, CobraError
-from app.engine.history import channel_key
 from app.positions import parse_position
 from tests.support.sharded import APP, ShardedCluster
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import redis
 
+from app.channels import channel_key
 from app.client import CobraClient, CobraError
 from app.config_store import ConfigStore
-from app.engine.history import channel_key
 from app.models import PERMISSIONS, App, AppSettings, Role, Shard
 from app.shards import ShardRing
 from tests.support.processes import ROOT, BrokerProcess, RedisProcess

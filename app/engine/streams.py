@@ -1,0 +1,52 @@
+"""Reading channel history from a shard's Redis streams (redis-py: off the hot path).
+
+What to read is decided elsewhere, without I/O (:func:`.resume.decide_resume`); these functions only fetch.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from ..positions import START
+from .history import HistoryPolicy
+from .resume import decide_resume
+
+
+def _entries(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, bytes]]:
+    return [(entry_id.decode(), fields.get(b"m", b"null")) for entry_id, fields in raw]
+
+
+def entries_after(client: redis.Redis, key: str, position: str, limit: int) -> list[tuple[str, bytes]]:
+    """Entries strictly after ``position`` (``"0-0"``: all), oldest first."""
+    start = "-" if position == START else "(" + position
+    return _entries(client.xrange(key, min=start, max="+", count=limit))
+
+
+def first_entry(client: redis.Redis, key: str) -> tuple[str, bytes] | None:
+    found = _entries(client.xrange(key, min="-", max="+", count=1))
+    return found[0] if found else None
+
+
+def last_entry(client: redis.Redis, key: str) -> tuple[str, bytes] | None:
+    found = _entries(client.xrevrange(key, max="+", min="-", count=1))
+    return found[0] if found else None
+
+
+def entry_at(client: redis.Redis, key: str, position: str) -> tuple[str, bytes] | None:
+    found = _entries(client.xrange(key, min=position, max=position, count=1))
+    return found[0] if found else None
+
+
+def resume_plan(
+    client: redis.Redis, key: str, position: str, policy: HistoryPolicy, limit: int
+) -> tuple[list[tuple[str, bytes]], str | None]:
+    """What a subscriber resuming after ``position`` must be sent, and whether the position expired
+    (see :func:`.resume.decide_resume`): returns (entries, expired_at)."""
+    first = last = None
+    if position != START:
+        first_found, last_found = first_entry(client, key), last_entry(client, key)
+        first = first_found[0] if first_found else None
+        last = last_found[0] if last_found else None
+    decision = decide_resume(position, first, last, policy.replay)
+    entries = entries_after(client, key, decision.replay_after, limit) if decision.replay_after else []
+    return entries, decision.expired_at
