@@ -13,6 +13,7 @@ shard published meanwhile is read back from the stream and delivered before anyt
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,6 +30,7 @@ from ..shards import DEFAULT_SHARD, ShardRing
 from ..subscription import Subscription
 from .errors import REPLAY_LIMIT, EngineError, shard_unavailable
 from .history import HistoryPolicy, entry_at, last_entry, publish_command, resume_plan
+from .interface import ShardStatus
 from .links import ShardLink
 from .publisher import UNAVAILABLE
 from .recovery import Recovery
@@ -151,6 +153,25 @@ class Engine(Recovery):
     def stop(self, timeout: float = 5.0) -> None:
         for link in self.links.values():
             link.stop(timeout)
+
+    def drain(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        links = list(self.links.values())
+        return all(link.publisher.drain(max(0.0, deadline - time.monotonic())) for link in links)
+
+    def shard_statuses(self) -> list[ShardStatus]:
+        return [ShardStatus(name, link.available, link.publisher.queued) for name, link in self.links.items()]
+
+    def ping_shards(self, timeout: float) -> dict[str, str | None]:
+        links = list(self.links.items())
+        probes = [gevent.spawn(_ping, link.client) for _, link in links]
+        gevent.joinall(probes, timeout=timeout)  # concurrently: a black-holed shard costs one timeout
+        answers: dict[str, str | None] = {}
+        for (name, _), probe in zip(links, probes, strict=True):
+            if not probe.ready():
+                probe.kill(block=False)
+            answers[name] = probe.value if probe.ready() else f"no answer within {timeout:g} s"
+        return answers
 
     # ------------------------------------------------------------------ publishing
     def publish(
@@ -315,6 +336,14 @@ class Engine(Recovery):
 
 
 _UNPARSED = object()
+
+
+def _ping(client: redis.Redis) -> str | None:
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"unreachable ({exc})"
+    return None
 
 
 def _loads(message: bytes) -> Any:
