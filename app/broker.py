@@ -215,9 +215,10 @@ class Broker:
             return ["broker not started"]
         problems = ["shutting down"] if self.stopping else []
         # concurrently, so a black-holed shard costs the probe one connect timeout, not one per shard
+        deadline = time.monotonic() + timeout
         store_probe = gevent.spawn(_ping, self.store.redis)
         shard_answers = self.engine.ping_shards(timeout)
-        store_probe.join(timeout)
+        store_probe.join(max(0.0, deadline - time.monotonic()))
         if not store_probe.ready():
             store_probe.kill(block=False)
             problems.append(f"config store: no answer within {timeout:g} s")
