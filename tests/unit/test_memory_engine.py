@@ -3,10 +3,14 @@ retention, live fan-out through filters, exact resume, key/value reads."""
 
 from __future__ import annotations
 
+import inspect
+
 import orjson
 import pytest
 
 from app.engine import EngineError, HistoryPolicy
+from app.engine.core import Engine
+from app.engine.interface import EngineAPI
 from app.engine.memory import MemoryEngine
 from app.positions import START, parse_position
 from app.protocol import ErrorCode
@@ -30,6 +34,16 @@ def attach(engine: MemoryEngine, key: str = "app::ch", text: str | None = None, 
     sub = Subscription(client, "sid", key.partition("::")[2], key, stream_filter)
     tail = engine.subscribe(sub, replay=replay)
     return sub, client, tail
+
+
+@pytest.mark.parametrize("implementation", [MemoryEngine, Engine])
+def test_both_engines_offer_every_method_of_the_interface_with_its_parameters(implementation):
+    for name, method in inspect.getmembers(EngineAPI, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        offered = getattr(implementation, name, None)
+        assert offered is not None, f"{implementation.__name__} lacks {name}"
+        assert list(inspect.signature(offered).parameters) == list(inspect.signature(method).parameters), name
 
 
 def test_positions_increase_within_one_millisecond_and_across_them():
