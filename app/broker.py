@@ -1,7 +1,9 @@
 """One broker process: its config view, engine, connections and cluster membership.
 
-The broker accepts WebSocket upgrades (PROTOCOL §1), runs a :class:`Connection` per client, keeps the config
-current (closing sessions whose app or role was removed), pings idle clients, and shuts down gracefully.
+The broker accepts WebSocket upgrades (PROTOCOL §1), runs a :class:`Connection` (the transport) with a
+:class:`Session` per client, keeps the config current (closing sessions whose app or role was removed),
+pings idle clients, and shuts down gracefully. It builds the :class:`Services` every action handler is
+handed once, at construction: handlers never see the broker.
 """
 
 from __future__ import annotations
@@ -25,25 +27,27 @@ from .auth import new_connection_id
 from .cluster import Cluster
 from .config_store import ConfigStore, ConfigWatcher, wait_for_redis
 from .connection import Connection, FlushQueue
-from .engine import Engine, HistoryPolicy, ShardLink
+from .engine import Engine
 from .engine.republish import Republisher
 from .limits import Limits
-from .models import ADMIN_APP, ConfigSnapshot
+from .models import ConfigSnapshot
+from .services import ConfigView, Services
+from .session import Session
 from .settings import Settings
 from .stats import Stats
 from .stats_publisher import StatsPublisher
-from .websocket import ACCEPT_KEY, HandshakeError, check_upgrade
+from .websocket import ACCEPT_KEY, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, HandshakeError, check_upgrade
 
 log = logging.getLogger(__name__)
 
 StartResponse = Any
 
 
-def _ping(client: redis.Redis) -> Exception | None:
+def _ping(client: redis.Redis) -> str | None:
     try:
         client.ping()
     except redis.RedisError as exc:
-        return exc
+        return f"unreachable ({exc})"
     return None
 
 
@@ -71,12 +75,10 @@ def tune_garbage_collector(threshold: int) -> None:
 
 class Broker:
     def __init__(self, settings: Settings, redis_url: str) -> None:
-        self.settings = settings
-        self.node = settings.node
+        self.view = ConfigView(settings)  # settings, node name and config snapshot, as handlers see them
         self.redis_url = redis_url
         self.started_at = time.time()
         self.store = ConfigStore.from_url(redis_url)
-        self.config = ConfigSnapshot()
         self.stats = Stats()
         self.limits = Limits(settings)
         self.engine = Engine(
@@ -86,25 +88,52 @@ class Broker:
         )
         self.flush_queue = FlushQueue()
         self.engine.after_batch = self.flush_queue.flush
-        self.engine.republisher = Republisher(self.engine)  # type: ignore[attr-defined]  # until actions get services
         self.connections: dict[str, Connection] = {}
+        self.sessions: dict[str, Session] = {}  # the same connections' sessions, by the same ids
         self.connections_per_app: Counter[str] = Counter()
         self.connections_per_ip: Counter[str] = Counter()
         self.cluster = Cluster(
             self.store.redis,
             self.node,
             {},
-            lambda: self.connections,
+            lambda: self.sessions,
             self._close_on_request,
             app_connections=self.connections_per_app,
         )
+        self.services = Services(
+            engine=self.engine,
+            republisher=Republisher(self.engine),
+            limits=self.limits,
+            stats=self.stats,
+            cluster=self.cluster,
+            config=self.view,
+        )
         self.watcher = ConfigWatcher(self.store, self.apply_config, settings.config_poll_interval)
-        self.stats_publisher = StatsPublisher(self)
-        self._policies: dict[str, HistoryPolicy] = {}
+        self.stats_publisher = StatsPublisher(
+            self.services, self.store.redis, lambda: self.sessions, self.connections_per_app
+        )
         self._greenlets: list[gevent.Greenlet] = []
         self._stopped: gevent.event.Event | None = None
         self.started = False
         self.stopping = False
+
+    # The server replaces the settings once it knows its port (and node name) after a fork.
+    @property
+    def settings(self) -> Settings:
+        return self.view.settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self.view.settings = settings
+        self.limits.settings = settings
+
+    @property
+    def node(self) -> str:
+        return self.view.node
+
+    @property
+    def config(self) -> ConfigSnapshot:
+        return self.view.snapshot
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, redis_timeout: float | None = None) -> None:
@@ -121,7 +150,7 @@ class Broker:
         self._stopped = gevent.event.Event()
         self.watcher.start()
         self.cluster.start()
-        self.stats_publisher.start()
+        self.stats_publisher.start(self.started_at)
         self._greenlets.append(gevent.spawn(self._keepalive))
         tune_garbage_collector(self.settings.gc_threshold)
         self.started = True
@@ -130,7 +159,7 @@ class Broker:
     def _bind_to_process(self) -> None:
         """Name this broker after the process that runs it. Under ``gunicorn --preload`` the broker is
         built in the master before the fork: its pid (part of the default node name) is not ours."""
-        self.node = self.settings.node
+        self.view.node = self.settings.node
         self.started_at = time.time()
         self.cluster.node = self.node
         self.cluster.node_info = {
@@ -156,7 +185,7 @@ class Broker:
             for conn in list(self.connections.values()):
                 conn.quiesce()  # no new publish gets stored without its ok reaching the client
             if self.started:
-                drained = self._drain_publishers(min(2.0, timeout / 3))
+                drained = self.engine.drain(min(2.0, timeout / 3))
                 log.info(
                     "shutting down: publishes %s; closing %d connection(s) with 1001",
                     "flushed" if drained else "still in flight",
@@ -172,7 +201,7 @@ class Broker:
             self.watcher.stop()
             self.cluster.stop()
             gevent.killall(self._greenlets, block=False)
-            if not self._drain_publishers(max(0.5, deadline - time.monotonic())):
+            if not self.engine.drain(max(0.5, deadline - time.monotonic())):
                 log.warning("shutting down: some publishes were still unanswered by Redis")
             self.engine.stop(0.5)
             log.info("broker %s stopped", self.node)
@@ -180,63 +209,54 @@ class Broker:
             if self._stopped is not None:
                 self._stopped.set()
 
-    def _drain_publishers(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        return all(
-            link.publisher.drain(max(0.0, deadline - time.monotonic())) for link in self.engine.links.values()
-        )
-
     def readiness(self, timeout: float = 3.0) -> list[str]:
         """What keeps this process from serving: [] when the config store and every shard answer."""
         if not self.started:
             return ["broker not started"]
         problems = ["shutting down"] if self.stopping else []
-        targets: list[tuple[str, redis.Redis, ShardLink | None]] = [("config store", self.store.redis, None)]
-        targets += [(f"shard {name}", link.client, link) for name, link in self.engine.links.items()]
         # concurrently, so a black-holed shard costs the probe one connect timeout, not one per shard
-        probes = [gevent.spawn(_ping, client) for _, client, _ in targets]
-        gevent.joinall(probes, timeout=timeout)
-        for (what, _, link), probe in zip(targets, probes, strict=True):
-            if not probe.ready():
-                probe.kill(block=False)
-                problems.append(f"{what}: no answer within {timeout:g} s")
-            elif probe.value is not None:
-                problems.append(f"{what}: unreachable ({probe.value})")
-            elif link is not None and not link.available:
-                problems.append(f"{what}: reachable, but the broker has not reconnected to it yet")
+        deadline = time.monotonic() + timeout
+        store_probe = gevent.spawn(_ping, self.store.redis)
+        shard_answers = self.engine.ping_shards(timeout)
+        store_probe.join(max(0.0, deadline - time.monotonic()))
+        if not store_probe.ready():
+            store_probe.kill(block=False)
+            problems.append(f"config store: no answer within {timeout:g} s")
+        elif store_probe.value is not None:
+            problems.append(f"config store: {store_probe.value}")
+        available = {status.name: status.available for status in self.engine.shard_statuses()}
+        for name, problem in shard_answers.items():
+            if problem is not None:
+                problems.append(f"shard {name}: {problem}")
+            elif not available.get(name, False):
+                problems.append(f"shard {name}: reachable, but the broker has not reconnected to it yet")
         return problems
 
     # ------------------------------------------------------------------ config
     def apply_config(self, snapshot: ConfigSnapshot) -> None:
-        self.config = snapshot
-        self._policies = {}
+        self.view.update(snapshot)
         self.engine.configure(snapshot.shards, self.redis_url)
         for conn in list(self.connections.values()):
-            app = snapshot.apps.get(conn.app_key)
+            session = conn.session
+            app = snapshot.apps.get(session.app_key)
             if app is None:
-                log.info("connection %s: app %s was deleted; closing", conn.id, conn.app_key)
-                conn.close(1008, "app deleted")
-            elif conn.role_name is not None and conn.role_name not in app.roles:
-                log.info("connection %s: role %s was revoked; closing", conn.id, conn.role_name)
-                conn.close(1008, "role revoked")
+                log.info(
+                    "connection %s: app %s was deleted; closing",
+                    session.id,
+                    session.app_key,
+                    extra={"connection_id": session.id},
+                )
+                conn.close(CLOSE_POLICY_VIOLATION, "app deleted")
+            elif session.role_name is not None and session.role_name not in app.roles:
+                log.info(
+                    "connection %s: role %s was revoked; closing",
+                    session.id,
+                    session.role_name,
+                    extra={"connection_id": session.id},
+                )
+                conn.close(CLOSE_POLICY_VIOLATION, "role revoked")
             else:
                 conn.app_settings_changed(app)
-
-    def history_policy(self, app_key: str) -> HistoryPolicy:
-        policy = self._policies.get(app_key)
-        if policy is None:
-            app = self.config.apps.get(app_key)
-            length = app.settings.history_max_length if app is not None else None
-            age = app.settings.history_max_age if app is not None else None
-            policy = self._policies[app_key] = HistoryPolicy(
-                self.settings.history_max_length if length is None else int(length),
-                self.settings.history_max_age if age is None else int(age),
-            )
-        return policy
-
-    def admin_scope(self, conn: Connection) -> str | None:
-        """The app whose connections an admin role may see: its own, or all for the ``_admin`` app."""
-        return None if conn.app_key == ADMIN_APP else conn.app_key
 
     # ------------------------------------------------------------------ connections
     def handle_websocket(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
@@ -262,36 +282,38 @@ class Broker:
             )
         upgrade.extra_headers.extend([("X-Cobra-Node", self.node), ("X-Cobra-Version", __version__)])
         ws = accept(upgrade, self.settings.max_message_size, self.settings.deflate_min_size)
-        conn = Connection(self, ws, new_connection_id(), app.key, remote_addr)
+        session = Session(new_connection_id(), app.key, remote_addr, self.view)
+        conn = Connection(ws, session, self.services, self.flush_queue, self.connection_closed)
         self._register(conn)
         conn.run()
         return []
 
     def _register(self, conn: Connection) -> None:
-        self.connections[conn.id] = conn
-        self.connections_per_app[conn.app_key] += 1
-        self.connections_per_ip[conn.remote_addr] += 1
-        self.cluster.connection_changed(conn.id, conn.info())
-
-    def connection_authenticated(self, conn: Connection) -> None:
-        self.cluster.connection_changed(conn.id, conn.info())
+        session = conn.session
+        self.connections[session.id] = conn
+        self.sessions[session.id] = session
+        self.connections_per_app[session.app_key] += 1
+        self.connections_per_ip[session.remote_addr] += 1
+        self.cluster.connection_changed(session.id, session.info())
 
     def connection_closed(self, conn: Connection) -> None:
-        if self.connections.pop(conn.id, None) is None:
+        session = conn.session
+        if self.connections.pop(session.id, None) is None:
             return
+        self.sessions.pop(session.id, None)
         for counter, key in (
-            (self.connections_per_app, conn.app_key),
-            (self.connections_per_ip, conn.remote_addr),
+            (self.connections_per_app, session.app_key),
+            (self.connections_per_ip, session.remote_addr),
         ):
             counter[key] -= 1
             if counter[key] <= 0:
                 del counter[key]
-        self.cluster.connection_changed(conn.id, None)
+        self.cluster.connection_changed(session.id, None)
 
     def _close_on_request(self, connection_id: str) -> None:
         conn = self.connections.get(connection_id)
         if conn is not None:
-            conn.close(1000, "closed by admin")
+            conn.close(CLOSE_NORMAL, "closed by admin")
 
     def _keepalive(self) -> None:
         """Ping clients that went quiet; drop those that stay silent (PROTOCOL §1, "Better")."""
@@ -303,7 +325,11 @@ class Broker:
             for conn in list(self.connections.values()):
                 silent = now - conn.last_received
                 if silent > interval + timeout and conn.ping_sent:
-                    log.info("connection %s: no answer to ping; dropping", conn.id)
+                    log.info(
+                        "connection %s: no answer to ping; dropping",
+                        conn.id,
+                        extra={"connection_id": conn.id},
+                    )
                     conn.abort()
                 elif silent > interval and not conn.ping_sent:
                     conn.ping_sent = True

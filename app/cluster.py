@@ -32,13 +32,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import orjson
 import redis
 
 from .channel_listener import listen_forever
+
+if TYPE_CHECKING:
+    from .session import Session
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +136,15 @@ class Cluster:
         client: redis.Redis,
         node: str,
         node_info: dict[str, Any],
-        local_connections: Callable[[], dict[str, Any]],
+        local_sessions: Callable[[], Mapping[str, Session]],
         on_close_request: Callable[[str], None],
         app_connections: Mapping[str, int] | None = None,
     ) -> None:
         self.redis = client
         self.node = node
         self.node_info = node_info
-        self.local_connections = local_connections  # id → Connection of this process
-        self.on_close_request = on_close_request
+        self.local_sessions = local_sessions  # id → Session of this process's connections
+        self.on_close_request = on_close_request  # closes one of them (by id) with 1000
         self.app_connections = app_connections if app_connections is not None else {}  # this process's
         # app key → connections held by the other live processes, as of their last heartbeat
         self.remote_app_connections: Counter[str] = Counter()
@@ -169,8 +172,8 @@ class Cluster:
         """All connection ids in scope: this process's exactly, the others' as last flushed."""
         local = {
             cid
-            for cid, conn in self.local_connections().items()
-            if app_key is None or conn.app_key == app_key
+            for cid, session in self.local_sessions().items()
+            if app_key is None or session.app_key == app_key
         }
         try:
             remote = {
@@ -184,11 +187,11 @@ class Cluster:
         return sorted(local | remote)
 
     def close_connection(self, connection_id: str, app_key: str | None) -> bool:
-        conn = self.local_connections().get(connection_id)
-        if conn is not None:
-            if app_key is not None and conn.app_key != app_key:
+        session = self.local_sessions().get(connection_id)
+        if session is not None:
+            if app_key is not None and session.app_key != app_key:
                 return False  # apps never see each other's connections
-            conn.close(1000, "closed by admin")
+            self.on_close_request(connection_id)
             return True
         try:
             return request_close(self.redis, connection_id, app_key)
@@ -211,14 +214,14 @@ class Cluster:
     def _flush(self, full_sync: bool) -> None:
         key = CONNECTIONS_KEY + self.node
         if full_sync:
-            dirty = {cid: conn.info() for cid, conn in self.local_connections().items()}
+            dirty = {cid: session.info() for cid, session in self.local_sessions().items()}
             self._dirty.clear()
         else:
             dirty, self._dirty = self._dirty, {}
         info = dict(
             self.node_info,
             seen_at=time.time(),
-            connections=len(self.local_connections()),
+            connections=len(self.local_sessions()),
             apps=dict(self.app_connections),
         )
         with self.redis.pipeline(transaction=False) as pipe:

@@ -1,8 +1,11 @@
-"""One client connection: its reader loop, its bounded send queue and writer greenlet, its subscriptions.
+"""One client connection's transport: frames in and out, the bounded send queue, the closing handshake.
 
-The reader loop runs in the WSGI handler's greenlet and handles requests one at a time, in order. Replies and
-pushes are queued and written by a separate writer greenlet, so the Pub/Sub reader that fans messages out
-never waits for a slow client: when a client's queue passes ``send_queue_max_bytes`` it is disconnected.
+The reader loop runs in the WSGI handler's greenlet and hands each request, one at a time and in order, to
+the dispatcher (:func:`app.actions.dispatch`) with the connection's :class:`~app.session.Session`, which
+holds everything about the client that is not transport. Replies and pushes are queued and written without
+blocking the greenlet that produced them, so the Pub/Sub reader that fans messages out never waits for a
+slow client: when a client's queue passes ``send_queue_max_bytes`` it is disconnected. The connection is
+the :class:`~app.subscription.Sink` of its subscriptions.
 """
 
 from __future__ import annotations
@@ -10,17 +13,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.event import Event
 from gevent.ssl import SSLSocket
 
-from . import protocol
-from .actions import dispatch
-from .models import App, Role
+from .actions import dispatch, drop_subscriptions
+from .models import App
 from .protocol import PUSH_HEAD
-from .subscription import Subscription
 from .websocket import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
@@ -40,7 +42,8 @@ from .websocket import (
 )
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .services import Services
+    from .session import Session
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ CLOSE_TIMEOUT = 2.0  # seconds we wait for the client's close frame after sendin
 # started again by the next frame, so idle connections cost no writer at all.
 WRITER_IDLE_TIMEOUT = 5.0
 PUSH_HEAD_SIZE = len(PUSH_HEAD)
+CLOSE_NO_STATUS = 1005  # "no status code" in a close frame: reported, never sent (RFC 6455 §7.4.1)
 
 
 class FlushQueue:
@@ -86,49 +90,40 @@ class Connection:
         "_closing",
         "_compress_from",
         "_direct",
+        "_flush_queue",
         "_flush_scheduled",
+        "_on_closed",
         "_queue",
         "_queue_limit",
         "_queued_bytes",
         "_quiesced",
         "_wake",
         "_writer",
-        "app_key",
-        "auth_failures",
-        "broker",
         "close_code",
-        "connected_at",
         "id",
         "last_received",
-        "nonce",
-        "pending_role",
         "ping_sent",
-        "publish_tokens",
-        "publish_tokens_at",
-        "remote_addr",
-        "role_name",
-        "subscriptions",
+        "services",
+        "session",
         "ws",
     )
 
     def __init__(
-        self, broker: Broker, ws: WebSocket, connection_id: str, app_key: str, remote_addr: str
+        self,
+        ws: WebSocket,
+        session: Session,
+        services: Services,
+        flush_queue: FlushQueue,
+        on_closed: Callable[[Connection], None],
     ) -> None:
-        self.broker = broker
         self.ws = ws
-        self.id = connection_id
-        self.app_key = app_key
-        self.remote_addr = remote_addr
-        self.connected_at = time.time()
+        self.session = session
+        self.services = services  # handed to the dispatcher with each request
+        self.id = session.id
+        self._flush_queue = flush_queue
+        self._on_closed = on_closed  # once the reader loop ended: the broker forgets the connection
         self.last_received = time.monotonic()
         self.ping_sent = False
-        self.role_name: str | None = None  # set once authenticated
-        self.pending_role: str | None = None  # role named in the handshake
-        self.nonce: str | None = None
-        self.auth_failures = 0
-        self.subscriptions: dict[str, Subscription] = {}
-        self.publish_tokens = 0.0
-        self.publish_tokens_at = 0.0
         self.close_code: int | None = None
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
@@ -137,28 +132,15 @@ class Connection:
         self._quiesced = False
         self._writer: gevent.Greenlet | None = None
         self._flush_scheduled = False
-        self._queue_limit = broker.limits.send_queue_limit(broker.config.apps.get(app_key))
+        self._queue_limit = services.limits.send_queue_limit(session.app)
         # Pushes at least this big are compressed (when deflate was agreed); None = never.
-        self._compress_from = broker.settings.deflate_min_size if ws.deflate is not None else None
+        self._compress_from = services.config.settings.deflate_min_size if ws.deflate is not None else None
         # Non-blocking writes from the event loop need a plain socket; TLS goes through the writer greenlet.
         self._direct = not isinstance(ws.socket, SSLSocket)
 
-    # ------------------------------------------------------------------ identity
-    @property
-    def app(self) -> App | None:
-        return self.broker.config.apps.get(self.app_key)
-
-    @property
-    def role(self) -> Role | None:
-        """The role as currently configured (permissions changed by an admin apply at once)."""
-        if self.role_name is None:
-            return None
-        app = self.broker.config.apps.get(self.app_key)
-        return app.roles.get(self.role_name) if app is not None else None
-
     def app_settings_changed(self, app: App) -> None:
         """An admin changed this connection's app: limits cached on the hot path follow at once."""
-        self._queue_limit = self.broker.limits.send_queue_limit(app)
+        self._queue_limit = self.services.limits.send_queue_limit(app)
 
     @property
     def closing(self) -> bool:
@@ -173,11 +155,18 @@ class Connection:
 
     def _read_loop(self) -> None:
         ws = self.ws
+        session, services = self.session, self.services
         while not self._closing:
             try:
                 events = ws.receive()
             except ProtocolError as exc:
-                log.info("connection %s: protocol error (%d): %s", self.id, exc.code, exc.reason)
+                log.info(
+                    "connection %s: protocol error (%d): %s",
+                    self.id,
+                    exc.code,
+                    exc.reason,
+                    extra={"connection_id": self.id},
+                )
                 self.close(exc.code, exc.reason)
                 break
             except ConnectionClosed:
@@ -189,7 +178,7 @@ class Connection:
                     # After our close frame data is ignored (RFC 6455 §1.4); while the server shuts down,
                     # requests are no longer taken, so nothing is stored that will not be acknowledged.
                     if not self._closing and not self._quiesced:
-                        dispatch(self, payload)
+                        dispatch(session, payload, services, self)
                 elif opcode == OP_PING:
                     self._enqueue(encode_frame(OP_PONG, payload))
                 elif opcode == OP_CLOSE:
@@ -205,7 +194,7 @@ class Connection:
             code = exc.code
         if not self._closing:
             # Echo the code (RFC 6455 §5.5.1); 1005 "no status" is not sendable, answer 1000.
-            self.close(CLOSE_NORMAL if code == 1005 else code)
+            self.close(CLOSE_NORMAL if code == CLOSE_NO_STATUS else code)
         self._flush_and_stop_writer()
 
     def _await_close(self) -> None:
@@ -256,7 +245,7 @@ class Connection:
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             if self._direct:
-                self.broker.flush_queue.add(self)
+                self._flush_queue.add(self)
             else:
                 self._writer = gevent.spawn(self._write_loop)
 
@@ -286,8 +275,13 @@ class Connection:
 
     def _on_slow_consumer(self) -> None:
         limit = self._queue_limit
-        log.warning("connection %s: slow consumer, over %d bytes queued; disconnecting", self.id, limit)
-        self.broker.stats.slow_consumer_disconnects += 1
+        log.warning(
+            "connection %s: slow consumer, over %d bytes queued; disconnecting",
+            self.id,
+            limit,
+            extra={"connection_id": self.id},
+        )
+        self.services.stats.slow_consumer_disconnects += 1
         self._queue.clear()
         self._queued_bytes = 0
         self.close(CLOSE_POLICY_VIOLATION, "slow consumer")
@@ -354,31 +348,12 @@ class Connection:
         """Server shutdown: close with 1001 "going away" (PROTOCOL §1)."""
         self.close(CLOSE_GOING_AWAY, "server shutting down")
 
-    # ------------------------------------------------------------------ state
-    def reset_subscriptions(self) -> None:
-        for sub in list(self.subscriptions.values()):
-            self.broker.engine.unsubscribe(sub)
-        self.subscriptions.clear()
-
+    # ------------------------------------------------------------------ end
     def _cleanup(self) -> None:
         self._closing = True
         try:
-            self.reset_subscriptions()
+            drop_subscriptions(self.session, self.services.engine)  # nothing is sent here any more
         finally:
             if self._writer is not None:
                 self._writer.kill(block=False)
-            self.broker.connection_closed(self)
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "app": self.app_key,
-            "role": self.role_name,
-            "remote_addr": self.remote_addr,
-            "connected_at": self.connected_at,
-            "subscriptions": len(self.subscriptions),
-        }
-
-    def send_fatal(self, reason: str) -> None:
-        self.send_payload(protocol.fatal(reason))
-        self.close(CLOSE_NORMAL, "bad_schema")
+            self._on_closed(self)

@@ -6,14 +6,13 @@ A limit set on an app (:class:`app.models.AppSettings`) wins over the broker-wid
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from .protocol import ActionError, ErrorCode
 
 if TYPE_CHECKING:
-    from .connection import Connection
     from .models import App
+    from .session import TokenBucket
     from .settings import Settings
 
 BURST_SECONDS = 2.0  # a rate limit lets a connection burst this many seconds' worth of publishes
@@ -27,36 +26,27 @@ class Limits:
         value = getattr(app.settings, name) if app is not None else None
         return default if value is None else value
 
-    def check_publish(self, conn: Connection) -> None:
-        """Publish rate per connection (token bucket): protects Redis and every subscriber from one
-        runaway publisher."""
-        rate = self._app_value(conn.app, "publish_rate", self.settings.publish_rate)
-        if rate <= 0:
-            return
-        now = time.monotonic()
-        capacity = rate * BURST_SECONDS
-        if conn.publish_tokens_at == 0.0:
-            conn.publish_tokens = capacity
-        else:
-            conn.publish_tokens = min(capacity, conn.publish_tokens + (now - conn.publish_tokens_at) * rate)
-        conn.publish_tokens_at = now
-        if conn.publish_tokens < 1.0:
+    def check_publish(self, bucket: TokenBucket, app: App | None) -> None:
+        """Publish rate per connection (a token bucket, ``bucket``): protects Redis and every subscriber
+        from one runaway publisher."""
+        rate = self._app_value(app, "publish_rate", self.settings.publish_rate)
+        if rate > 0 and not bucket.take(rate, BURST_SECONDS):
             raise ActionError(f"publish rate over {rate:g}/s", ErrorCode.RATE_LIMITED)
-        conn.publish_tokens -= 1.0
 
-    def check_message_size(self, conn: Connection, size: int) -> None:
+    def check_message_size(self, app: App | None, size: int) -> None:
         """Message size per app (never above the broker's frame limit): bounds Redis memory per message
         and what every subscriber must receive."""
-        limit = self._app_value(conn.app, "max_message_size", 0)
+        limit = self._app_value(app, "max_message_size", 0)
         if limit and size > limit:
             raise ActionError(
                 f"message of {size} bytes is over the limit of {int(limit)}", ErrorCode.MESSAGE_TOO_LARGE
             )
 
-    def check_subscriptions(self, conn: Connection) -> None:
-        """Subscriptions per connection: bounds the routing table and the fan-out one client can cause."""
-        limit = self._app_value(conn.app, "max_subscriptions", self.settings.max_subscriptions)
-        if limit and len(conn.subscriptions) >= limit:
+    def check_subscriptions(self, app: App | None, held: int) -> None:
+        """Subscriptions per connection (``held`` already): bounds the routing table and the fan-out one
+        client can cause."""
+        limit = self._app_value(app, "max_subscriptions", self.settings.max_subscriptions)
+        if limit and held >= limit:
             raise ActionError(f"too many subscriptions (limit {int(limit)})", ErrorCode.SUBSCRIPTION_LIMIT)
 
     def send_queue_limit(self, app: App | None) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from .session import Session
 
 # Upper bounds (seconds) of the publish-batch latency histogram: one pipelined round trip to Redis takes
 # ~0.1 ms on loopback and tens of ms for a big batch over a network; past 1 s something is wrong.
@@ -75,14 +75,14 @@ class Stats:
         self.publish_batch_buckets = [0] * (len(BATCH_SECONDS_BUCKETS) + 1)
 
     # ------------------------------------------------------------------ hot path
-    def on_publish(self, conn: Connection, channels: list[str], size: int) -> None:
-        role = conn.role_name or "-"
+    def on_publish(self, session: Session, channels: list[str], size: int) -> None:
+        role = session.role_name or "-"
         n = len(channels)
         self.publishes += n
         self.published_total_bytes += size * n
         self.published_count[role] += n
         self.published_bytes[role] += size * n
-        prefix = conn.app_key + "::"
+        prefix = session.app_key + "::"
         for channel in channels:
             key = (prefix + channel).encode()
             self.channel_published_count[key] += 1
@@ -103,13 +103,13 @@ class Stats:
         if seconds > self.publish_batch_max_seconds:
             self.publish_batch_max_seconds = seconds
 
-    def on_read(self, conn: Connection, channel: str, size: int) -> None:
-        role = conn.role_name or "-"
+    def on_read(self, session: Session, channel: str, size: int) -> None:
+        role = session.role_name or "-"
         self.reads_count[role] += 1
         self.reads_bytes[role] += size
 
-    def on_write(self, conn: Connection, channel: str, size: int) -> None:
-        role = conn.role_name or "-"
+    def on_write(self, session: Session, channel: str, size: int) -> None:
+        role = session.role_name or "-"
         self.writes_count[role] += 1
         self.writes_bytes[role] += size
 

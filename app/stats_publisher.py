@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,8 @@ from .models import STATS_APP
 from .stats import ChannelInterval
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .services import Services
+    from .session import Session
     from .subscription import Subscription
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,23 @@ YIELD_EVERY = 500  # connections walked between two yields to the event loop in 
 
 
 class StatsPublisher:
-    def __init__(self, broker: Broker, interval: float = STATS_INTERVAL, max_channels: int = MAX_CHANNELS):
-        self.broker = broker
+    """``sessions``: this process's sessions by connection id; ``app_connections``: its connections per
+    app; ``store``: the config Redis, where the cluster's stats hash lives."""
+
+    def __init__(
+        self,
+        services: Services,
+        store: redis.Redis,
+        sessions: Callable[[], Mapping[str, Session]],
+        app_connections: Mapping[str, int],
+        interval: float = STATS_INTERVAL,
+        max_channels: int = MAX_CHANNELS,
+    ) -> None:
+        self.services = services
+        self.store = store
+        self.sessions = sessions
+        self.app_connections = app_connections
+        self.started_at = time.time()
         self.interval = interval
         self.max_channels = max_channels
         self.key = channel_key(STATS_APP, STATS_CHANNEL)
@@ -58,14 +75,16 @@ class StatsPublisher:
         self.subscribed_count: Counter[str] = Counter()
         self.subscribed_bytes: Counter[str] = Counter()
         self.app_totals: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        self._seen: dict[Subscription, int] = {}  # subscription → its delivered counter at the last tick
+        # subscription → (its delivered counter, its role) at the last tick
+        self._seen: dict[Subscription, tuple[int, str]] = {}
         self._previous_totals: dict[str, dict[str, int]] = {}  # cobra metric → totals last tick
         self._previous_tick = time.monotonic()
         self._process: psutil.Process | None = None
         self._greenlet: gevent.Greenlet | None = None
         self._failing: set[str] = set()  # what failed last time, so a lasting outage logs once
 
-    def start(self) -> None:
+    def start(self, started_at: float) -> None:
+        self.started_at = started_at  # the broker's, for the uptime (set after a fork)
         self._process = psutil.Process()  # here, not in __init__: under --preload that runs before fork
         self._previous_tick = time.monotonic()
         self._greenlet = gevent.spawn(self._run)
@@ -85,10 +104,12 @@ class StatsPublisher:
     def tick(self) -> dict[str, Any]:
         document = self.collect()
         payload = orjson.dumps(document)
-        broker = self.broker
-        broker.engine.publish(self.key, payload, broker.history_policy(STATS_APP), self._on_published)
+        services = self.services
+        services.engine.publish(
+            self.key, payload, services.config.history_policy(STATS_APP), self._on_published
+        )
         try:
-            store_node_stats(broker.store.redis, broker.node, payload)
+            store_node_stats(self.store, services.config.node, payload)
             self._recovered("store")
         except redis.RedisError as exc:
             self._failed("store", f"cannot write the stats document to the config Redis: {exc}")
@@ -115,8 +136,8 @@ class StatsPublisher:
         now = time.monotonic()
         elapsed = max(now - self._previous_tick, 1e-3)
         self._previous_tick = now
-        broker = self.broker
-        stats = broker.stats
+        services = self.services
+        stats = services.stats
         interval = stats.take_channel_interval()
         subs_per_role, subs_per_app = self._count_deliveries(interval)
 
@@ -140,11 +161,11 @@ class StatsPublisher:
             self._previous_totals[metric] = current
         cobra["subscriptions"] = dict(subs_per_role)
 
-        uptime = time.time() - broker.started_at
+        uptime = time.time() - self.started_at
         active = set(interval.published_count) | set(interval.delivered_count)
         channel_data = self._channel_data(interval, active, elapsed)
         system = {
-            "connections": len(broker.connections),
+            "connections": len(self.sessions()),
             "subscriptions": sum(subs_per_role.values()),
             "mem_bytes": self._process.memory_info().rss if self._process is not None else 0,
             "uptime": str(timedelta(seconds=int(uptime))),
@@ -158,7 +179,7 @@ class StatsPublisher:
             ),
         }
         document = {
-            "node": broker.node,
+            "node": services.config.node,
             "ts": time.time(),
             "interval": round(elapsed, 3),
             "data": {
@@ -167,8 +188,8 @@ class StatsPublisher:
                 "system": system,
                 "apps": self._apps(interval, subs_per_app, elapsed),
                 "shards": {
-                    name: {"up": int(link.available), "queued": link.publisher.queued}
-                    for name, link in broker.engine.links.items()
+                    shard.name: {"up": int(shard.available), "queued": shard.queued}
+                    for shard in services.engine.shard_statuses()
                 },
                 "totals": {
                     "publishes": stats.publishes,
@@ -210,28 +231,28 @@ class StatsPublisher:
         counts: Counter[str] = Counter()
         sizes_sum: defaultdict[str, float] = defaultdict(float)
         previous = self._seen
-        current: dict[Subscription, int] = {}
-        for index, conn in enumerate(list(self.broker.connections.values())):
+        current: dict[Subscription, tuple[int, str]] = {}
+        for index, session in enumerate(list(self.sessions().values())):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 # ~1 µs per subscription: with 100k of them, never hold the event loop for the whole walk
                 gevent.sleep(0)
-            subs = conn.subscriptions
+            subs = session.subscriptions
             if not subs:
                 continue
-            role = conn.role_name or "-"
+            role = session.role_name or "-"
             per_role[role] += len(subs)
-            per_app[conn.app_key] += len(subs)
+            per_app[session.app_key] += len(subs)
             for sub in subs.values():
                 delivered = sub.delivered
-                current[sub] = delivered
-                delta = delivered - previous.pop(sub, 0)
+                current[sub] = (delivered, role)
+                seen = previous.pop(sub, None)
+                delta = delivered - (seen[0] if seen is not None else 0)
                 if delta > 0:
                     counts[role] += delta
                     sizes_sum[role] += delta * sizes.get(sub.key, fallback)
-        for sub, before in previous.items():  # ended since the last tick: its last deliveries
+        for sub, (before, role) in previous.items():  # ended since the last tick: its last deliveries
             delta = sub.delivered - before
             if delta > 0:
-                role = getattr(sub.sink, "role_name", None) or "-"  # the sink is the connection
                 counts[role] += delta
                 sizes_sum[role] += delta * sizes.get(sub.key, fallback)
         self._seen = current
@@ -274,7 +295,7 @@ class StatsPublisher:
         ):
             for key, value in counter.items():
                 this_interval[key.partition(b"::")[0].decode(errors="replace")][metric] += value
-        connections = self.broker.connections_per_app
+        connections = self.app_connections
         apps: dict[str, dict[str, float]] = {}
         for app in sorted(set(this_interval) | set(self.app_totals) | set(connections) | set(subs_per_app)):
             totals = self.app_totals[app]

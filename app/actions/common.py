@@ -1,0 +1,56 @@
+"""What several handlers check the same way: permissions, channel patterns, fields of the request body."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import auth
+from ..positions import parse_position
+from ..protocol import ActionError, ErrorCode
+
+if TYPE_CHECKING:
+    from ..engine.interface import EngineAPI
+    from ..session import Session
+
+
+def authorize(session: Session, action: str) -> None:
+    """PROTOCOL §4: every action but ``auth/*`` needs an authenticated role holding its permission (as the
+    role is configured now: an admin's change applies to live sessions)."""
+    role = session.role
+    if role is None:
+        raise ActionError(f'action "{action}" needs authentication', ErrorCode.NOT_AUTHENTICATED)
+    if auth.required_permission(action) not in role.permissions:
+        raise ActionError(f'action "{action}": permission denied', ErrorCode.PERMISSION_DENIED)
+
+
+def check_channel(session: Session, action: str, channel: str) -> None:
+    """The role's channel patterns must admit ``channel``."""
+    role = session.role
+    if role is not None and not auth.channel_allowed(role, channel):
+        raise ActionError(
+            f'action "{action}": permission denied on channel {channel}', ErrorCode.PERMISSION_DENIED
+        )
+
+
+def string_field(body: dict[str, Any], name: str) -> str | None:
+    """A string field of the body; None when absent or empty."""
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ActionError(f"{name} must be a string", ErrorCode.BAD_SCHEMA)
+    return value
+
+
+def position_field(body: dict[str, Any]) -> str | None:
+    """The body's ``position`` (PROTOCOL §7), or None; raises for one that is not ``"<ms>-<seq>"``."""
+    position = body.get("position")
+    if position is not None and (not isinstance(position, str) or parse_position(position) is None):
+        raise ActionError(f"Invalid position: {position}", ErrorCode.INVALID_POSITION)
+    return position
+
+
+def drop_subscriptions(session: Session, engine: EngineAPI) -> None:
+    """End every subscription of the session (a new handshake, or the connection closed)."""
+    for sub in session.take_subscriptions():
+        engine.unsubscribe(sub)

@@ -1,0 +1,198 @@
+"""``rtm/publish``, ``rtm/subscribe``, ``rtm/unsubscribe`` (PROTOCOL §5, §6, §7)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .. import protocol
+from ..channels import channel_key
+from ..engine import EngineError
+from ..protocol import ActionError, ErrorCode, Request
+from ..stream_sql import FilterError, compile_filter
+from ..subscription import Subscription
+from .common import check_channel, position_field, string_field
+
+if TYPE_CHECKING:
+    from ..services import Client, Services
+    from ..session import Session
+    from ..stats import Stats
+
+MAX_BATCH_SIZE = 10_000
+
+
+# --------------------------------------------------------------------------- publish
+def publish(session: Session, request: Request, services: Services, client: Client) -> bytes | None:
+    """Acknowledged once the engine holds the message on every channel (the reply is sent then)."""
+    body = request.body
+    if body.get("message") is None:
+        raise ActionError("publish: empty message", ErrorCode.EMPTY_MESSAGE)
+    channels = _publish_channels(body)
+    action = request.action
+    for channel in channels:
+        check_channel(session, action, channel)
+    app = session.app
+    limits = services.limits
+    limits.check_publish(session.publish_bucket, app)
+    message = orjson.dumps(body["message"])
+    limits.check_message_size(app, len(message))
+    app_key = session.app_key
+    policy = services.config.history_policy(app_key)
+    outcome = _PublishOutcome(client, services.stats, request, channels)
+    republisher = services.republisher
+    rules = republisher.rules_for(app)  # None for an app without republish rules
+    engine = services.engine
+    for channel in channels:
+        callback = outcome.on_result
+        if rules is not None:
+            callback = republisher.after_publish(rules, channel, body["message"], policy, callback)
+        engine.publish(channel_key(app_key, channel), message, policy, callback)
+    services.stats.on_publish(session, channels, len(message))
+    return None
+
+
+def _publish_channels(body: dict[str, Any]) -> list[str]:
+    channels = body.get("channels")
+    if channels is not None:  # C++ sends only "channels"; when both are present it wins
+        if not isinstance(channels, list) or not all(isinstance(c, str) and c for c in channels):
+            raise ActionError("publish: channels must be a list of non-empty strings", ErrorCode.BAD_SCHEMA)
+        channels = list(dict.fromkeys(channels))
+    else:
+        channel = string_field(body, "channel")
+        channels = [channel] if channel else []
+    if not channels:
+        raise ActionError("publish: no channel or channels field", ErrorCode.MISSING_CHANNEL)
+    return channels
+
+
+class _PublishOutcome:
+    """Collects the per-channel results of one publish and replies once all are in."""
+
+    __slots__ = ("channels", "client", "error", "first_position", "pending", "request", "stats")
+
+    def __init__(self, client: Client, stats: Stats, request: Request, channels: list[str]) -> None:
+        self.client = client
+        self.stats = stats
+        self.request = request
+        self.channels = channels
+        self.pending = len(channels)
+        self.first_position: str | None = None
+        self.error: EngineError | None = None
+
+    def on_result(self, result: str | EngineError) -> None:
+        if isinstance(result, EngineError):
+            self.error = self.error or result
+        elif self.first_position is None:
+            self.first_position = result
+        self.pending -= 1
+        if self.pending:
+            return
+        request = self.request
+        if self.error is not None:
+            self.stats.errors += 1
+            reply = protocol.error(request.action, request.id, self.error.message, self.error.code)
+        else:
+            reply = protocol.ok(
+                request.action, request.id, {"channels": self.channels, "position": self.first_position}
+            )
+        self.client.send_payload(reply)
+
+
+# --------------------------------------------------------------------------- subscribe / unsubscribe
+def subscribe(session: Session, request: Request, services: Services, client: Client) -> bytes | None:
+    body = request.body
+    settings = services.config.settings
+    filter_text = body.get("filter")
+    stream_filter = None
+    channel = string_field(body, "channel")
+    # The id defaults to the channel the client named (the C++ SDK keys its callbacks by it), even when a
+    # filter's FROM clause decides which channel is actually followed.
+    subscription_id = string_field(body, "subscription_id") or channel
+    if filter_text is not None and filter_text != "":
+        if not isinstance(filter_text, str):
+            raise ActionError("filter must be a string", ErrorCode.INVALID_FILTER)
+        try:
+            stream_filter = compile_filter(
+                filter_text, max_length=settings.filter_max_length, max_depth=settings.filter_max_depth
+            )
+        except FilterError as exc:
+            raise ActionError(
+                f"Invalid SQL expression {filter_text}", ErrorCode.INVALID_FILTER, {"reason": str(exc)}
+            ) from None
+        channel = stream_filter.channel  # the FROM channel decides what is subscribed
+    subscription_id = subscription_id or channel
+    channel = channel or subscription_id
+    if channel is None or subscription_id is None:
+        raise ActionError("missing channel and subscription_id", ErrorCode.MISSING_CHANNEL)
+    position = None if body.get("position") == "$" else position_field(body)
+    batch_size = body.get("batch_size", 1)
+    if batch_size is None:
+        batch_size = 1
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or not 1 <= batch_size <= MAX_BATCH_SIZE
+    ):
+        raise ActionError(f"Invalid batch_size: {batch_size}", ErrorCode.INVALID_BATCH_SIZE)
+    check_channel(session, request.action, channel)
+
+    engine = services.engine
+    subscriptions = session.subscriptions
+    existing = subscriptions.get(subscription_id)
+    if existing is not None:
+        if body.get("force") is not True:
+            raise ActionError(
+                f"subscription_id {subscription_id} is already in use", ErrorCode.ALREADY_SUBSCRIBED
+            )
+        engine.unsubscribe(existing)
+        del subscriptions[subscription_id]
+    services.limits.check_subscriptions(session.app, len(subscriptions))
+
+    sub = Subscription(
+        client,
+        subscription_id,
+        channel,
+        channel_key(session.app_key, channel),
+        stream_filter,
+        batch_size,
+        settings.batch_flush_interval,
+    )
+    subscriptions[subscription_id] = sub
+    try:
+        tail = engine.subscribe(sub, replay=position is not None)
+    except EngineError:
+        subscriptions.pop(subscription_id, None)
+        raise
+    if client.closing or subscriptions.get(subscription_id) is not sub:
+        engine.unsubscribe(sub)  # the connection went away while we waited for Redis
+        return None
+    sub.position = tail
+    client.send_payload(
+        protocol.ok(
+            request.action,
+            request.id,
+            {
+                "subscription_id": subscription_id,
+                "position": tail,
+                "channel": channel,
+                "node": services.config.node,
+            },
+        )
+    )
+    if position is not None:
+        engine.replay(sub, position, services.config.history_policy(session.app_key))
+    return None
+
+
+def unsubscribe(session: Session, request: Request, services: Services, client: Client) -> bytes:
+    subscription_id = request.body.get("subscription_id")
+    subscriptions = session.subscriptions
+    sub = subscriptions.pop(subscription_id, None) if isinstance(subscription_id, str) else None
+    if sub is None:
+        raise ActionError(f"Invalid subscriptionId: {subscription_id}", ErrorCode.NOT_SUBSCRIBED)
+    sub.flush()
+    services.engine.unsubscribe(sub)
+    return protocol.ok(
+        request.action, request.id, {"subscription_id": subscription_id, "position": sub.position}
+    )

@@ -1,0 +1,250 @@
+"""An engine that keeps everything in this process: history lists, live fan-out, resume (no Redis).
+
+It implements :class:`~.interface.EngineAPI` the way the Redis engine does — positions ``"<ms>-<seq>"``
+that increase per channel, retention by :class:`~.history.HistoryPolicy` (newest ``max(max_length, 1)``
+entries, none older than ``max_age`` than the newest, an idle channel gone after ``max_age``), live
+delivery through each distinct filter once, resume decided by :func:`.resume.decide_resume` — so action
+handlers can be unit-tested against it. One process only: it has no shards and nothing to reconnect.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .. import protocol
+from ..positions import START, parse_position
+from ..protocol import ErrorCode
+from .errors import EngineError, shard_unavailable
+from .history import REPLAY_LIMIT
+from .interface import PublishCallback, ShardStatus
+from .resume import decide_resume
+
+if TYPE_CHECKING:
+    from ..models import Shard
+    from ..subscription import Subscription
+    from .history import HistoryPolicy
+
+SHARD_NAME = "memory"
+
+Groups = dict[Any, list["Subscription"]]  # filter (None = unfiltered) → subscriptions
+
+
+def fan_out(groups: Groups, position: str, message: bytes) -> int:
+    """Deliver one message to every subscription of a channel: each distinct filter runs once, each
+    result is serialised once, the shared end of the push is built once. Returns the deliveries."""
+    delivered = 0
+    parsed: Any = _UNPARSED
+    for stream_filter, subs in groups.items():
+        if stream_filter is None:
+            tail = protocol.push_tail(position, message)
+            for sub in subs:
+                sub.deliver(position, message, 1, tail)
+            delivered += len(subs)
+            continue
+        if parsed is _UNPARSED:
+            parsed = _loads(message)
+        results = stream_filter.apply(parsed)
+        if not results:
+            continue
+        joined = b",".join([orjson.dumps(r) for r in results])
+        tail = protocol.push_tail(position, joined)
+        for sub in subs:
+            sub.deliver(position, joined, len(results), tail)
+        delivered += len(subs) * len(results)
+    return delivered
+
+
+class _Channel:
+    __slots__ = ("entries", "expires_at_ms", "last")
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, bytes]] = []  # oldest first
+        self.last: tuple[int, int] = (0, 0)  # positions keep increasing even after trimming
+        self.expires_at_ms: int | None = None
+
+
+class MemoryEngine:
+    """``clock`` gives the time in seconds (positions are its milliseconds); tests may drive it.
+    ``available = False`` makes it answer as a shard that is down (publishes and subscribes fail)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.available = True
+        self.channels: dict[str, _Channel] = {}
+        self.subscribers: dict[str, Groups] = {}  # channel key → subscriptions grouped by filter
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _channel(self, key: str) -> _Channel | None:
+        """The channel's history, or None when it has none (never written, deleted, or idle too long)."""
+        channel = self.channels.get(key)
+        if (
+            channel is not None
+            and channel.expires_at_ms is not None
+            and self._now_ms() >= channel.expires_at_ms
+        ):
+            del self.channels[key]  # as Redis's PEXPIRE drops an idle stream
+            return None
+        return channel
+
+    # ---------------------------------------------------------------- messages
+    def publish(
+        self,
+        key: str,
+        message: bytes,
+        policy: HistoryPolicy,
+        callback: PublishCallback,
+        deliver: bool = True,
+    ) -> None:
+        if not self.available:
+            callback(shard_unavailable(SHARD_NAME))
+            return
+        position = self._append(key, message, policy)
+        if deliver:
+            groups = self.subscribers.get(key)
+            if groups:
+                fan_out(groups, position, message)
+        callback(position)
+
+    def _append(self, key: str, message: bytes, policy: HistoryPolicy) -> str:
+        channel = self._channel(key)
+        if channel is None:
+            channel = self.channels[key] = _Channel()
+        now_ms = self._now_ms()
+        last_ms, last_seq = channel.last
+        # Like a stream id: the clock's milliseconds, a sequence within one (or a stalled clock).
+        channel.last = (last_ms, last_seq + 1) if now_ms <= last_ms else (now_ms, 0)
+        position = f"{channel.last[0]}-{channel.last[1]}"
+        entries = channel.entries
+        entries.append((position, message))
+        del entries[: max(0, len(entries) - max(policy.max_length, 1))]
+        if policy.max_age > 0:
+            oldest_ms = channel.last[0] - policy.max_age * 1000
+            while entries and _ms(entries[0][0]) < oldest_ms:
+                del entries[0]
+            channel.expires_at_ms = now_ms + policy.max_age * 1000
+        else:
+            channel.expires_at_ms = None
+        return position
+
+    def publish_and_wait(self, key: str, message: bytes, policy: HistoryPolicy, timeout: float = 5.0) -> str:
+        outcome: list[str | EngineError] = []
+        self.publish(key, message, policy, outcome.append)
+        if isinstance(outcome[0], EngineError):
+            raise outcome[0]
+        return outcome[0]
+
+    # ---------------------------------------------------------------- subscriptions
+    def subscribe(self, sub: Subscription, replay: bool) -> str:
+        if not self.available:
+            raise shard_unavailable(SHARD_NAME)
+        if replay:
+            sub.begin_sync()
+        groups = self.subscribers.setdefault(sub.key, {})
+        groups.setdefault(sub.filter, []).append(sub)
+        channel = self._channel(sub.key)
+        return channel.entries[-1][0] if channel is not None and channel.entries else START
+
+    def replay(self, sub: Subscription, position: str, policy: HistoryPolicy) -> None:
+        channel = self._channel(sub.key)
+        entries = channel.entries if channel is not None else []
+        first = entries[0][0] if entries else None
+        last = entries[-1][0] if entries else None
+        decision = decide_resume(position, first, last, policy.replay)
+        if decision.expired_at is not None:
+            sub.sink.send_payload(
+                protocol.subscription_error(
+                    sub.subscription_id,
+                    f"position {position} is no longer available",
+                    ErrorCode.EXPIRED_POSITION,
+                    decision.expired_at,
+                )
+            )
+        replayed: list[tuple[str, bytes]] = []
+        if decision.replay_after is not None:
+            after = parse_position(decision.replay_after) or (0, 0)
+            replayed = [e for e in entries if (parse_position(e[0]) or (0, 0)) > after][:REPLAY_LIMIT]
+        sub.finish_sync(_prepare(sub, replayed))
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.cancel()
+        groups = self.subscribers.get(sub.key)
+        if groups is None:
+            return
+        subs = groups.get(sub.filter, [])
+        if sub in subs:
+            subs.remove(sub)
+        if not subs:
+            groups.pop(sub.filter, None)
+        if not groups:
+            del self.subscribers[sub.key]
+
+    # ---------------------------------------------------------------- key/value
+    def read(self, key: str, position: str | None = None) -> tuple[bytes | None, str | None]:
+        if not self.available:
+            raise shard_unavailable(SHARD_NAME)
+        channel = self._channel(key)
+        if channel is None or not channel.entries:
+            return None, None
+        if position is None:
+            found, message = channel.entries[-1]
+            return message, found
+        for found, message in channel.entries:
+            if found == position:
+                return message, found
+        return None, None
+
+    def delete(self, key: str) -> None:
+        if not self.available:
+            raise shard_unavailable(SHARD_NAME)
+        self.channels.pop(key, None)
+
+    # ---------------------------------------------------------------- lifecycle: nothing to connect
+    def configure(self, shards: Iterable[Shard], default_url: str) -> int:
+        return 0
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self.available
+
+    def drain(self, timeout: float) -> bool:
+        return True  # every publish is answered before publish() returns
+
+    def stop(self, timeout: float = 5.0) -> None:
+        pass
+
+    def shard_statuses(self) -> list[ShardStatus]:
+        return [ShardStatus(SHARD_NAME, self.available, 0)]
+
+    def ping_shards(self, timeout: float) -> dict[str, str | None]:
+        return {SHARD_NAME: None if self.available else "unreachable (memory engine marked unavailable)"}
+
+
+_UNPARSED = object()
+
+
+def _ms(position: str) -> int:
+    return int(position.partition("-")[0])
+
+
+def _loads(message: bytes) -> Any:
+    try:
+        return orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _prepare(sub: Subscription, entries: list[tuple[str, bytes]]) -> list[tuple[str, bytes, int]]:
+    """History entries as a subscription receives them: through its filter, serialised."""
+    if sub.filter is None:
+        return [(position, message, 1) for position, message in entries]
+    prepared = []
+    for position, message in entries:
+        results = sub.filter.apply(_loads(message))
+        if results:
+            prepared.append((position, b",".join([orjson.dumps(r) for r in results]), len(results)))
+    return prepared
