@@ -39,6 +39,7 @@ import orjson
 import redis
 
 from .channel_listener import listen_forever
+from .websocket import CLOSE_NORMAL
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class Cluster:
         if conn is not None:
             if app_key is not None and conn.app_key != app_key:
                 return False  # apps never see each other's connections
-            conn.close(1000, "closed by admin")
+            conn.close(CLOSE_NORMAL, "closed by admin")
             return True
         try:
             return request_close(self.redis, connection_id, app_key)
