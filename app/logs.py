@@ -3,8 +3,9 @@ for gunicorn (master and workers: :func:`gunicorn_logconfig`).
 
 Secrets are never passed to a logger; as a second line of defence, the password part of any URL that
 reaches a log line (``redis://:pw@host``) is masked. A JSON line carries ``connection_id`` when the event
-is about one connection (``log.info("connection %s: ...", conn.id)`` — the house style — or
-``extra={"connection_id": ...}``), and ``pid`` so the workers of one gunicorn master can be told apart.
+is about one connection: the caller passes it as a field, ``extra={"connection_id": conn.id}`` (the text
+still reads ``connection <id>: ...`` for plain logs; the message is never parsed), and ``pid`` so the
+workers of one gunicorn master can be told apart.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from .settings import Settings
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 
 _URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]+@")
-_CONNECTION_PREFIX = re.compile(r"^connection ([0-9a-f]{12})\b")
 # attributes every LogRecord has; anything else was passed with extra={...} and goes into the JSON line
 _STANDARD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -54,10 +54,6 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD_ATTRIBUTES and key not in entry:
                 plain = isinstance(value, (str, int, float, bool)) or value is None
                 entry[key] = value if plain else str(value)
-        if "connection_id" not in entry:
-            match = _CONNECTION_PREFIX.match(message)
-            if match:
-                entry["connection_id"] = match.group(1)
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(entry).decode()

@@ -172,7 +172,3 @@ def push_subscription_part(subscription_id: Any) -> bytes:
 def push_tail(position: str, messages_json: bytes) -> bytes:
     """The shared end of a push: ``messages_json`` is the comma-joined JSON of the batch's messages."""
     return b'"position":"' + position.encode() + b'","messages":[' + messages_json + b"]}}"
-
-
-def push(counter: int, subscription_part: bytes, tail: bytes) -> bytes:
-    return b"".join((PUSH_HEAD, str(counter).encode(), subscription_part, tail))

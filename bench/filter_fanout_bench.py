@@ -1,6 +1,6 @@
 """Fan-out cost of StreamSQL filters inside the engine, without sockets (issue #3's second number).
 
-    python bench/filter_fanout_bench.py [--subscribers 1000] [--messages 2000]
+    python -m bench.filter_fanout_bench [--subscribers 1000] [--messages 2000]
 
 Routes messages through ``Router.route_message`` to N subscriptions whose sink only keeps the finished push
 bytes, so what is measured is the broker's CPU per delivery up to the send queue: filter evaluation,
@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
-from pathlib import Path
 
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.engine.router import Router
 from app.engine.routes import Route

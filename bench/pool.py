@@ -102,7 +102,7 @@ class ConnectionPool:
         err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             raise OSError(err, f"connect to {self.host}:{self.port}: {os.strerror(err)}")
-        request, conn.accept = wsclient.upgrade_request(self.host, self.port, self.path, self.plan.appkey)
+        request, conn.accept = wsclient.json_upgrade(self.host, self.port, self.path, self.plan.appkey)
         conn.sock.sendall(request)
         conn.state = "upgrade"
         self.epoll.modify(conn.fd, select.EPOLLIN)
@@ -126,7 +126,8 @@ class ConnectionPool:
             conn.state = "handshake"
             self.send(conn, wsclient.handshake_pdu(self.plan.role))
         frames, end = wsclient.parse_frames(conn.inbuf)
-        replies = [orjson.loads(conn.inbuf[b:e]) for op, b, e in frames if op in (1, 2)]
+        data_ops = (wsclient.OP_TEXT, wsclient.OP_BINARY)
+        replies = [orjson.loads(conn.inbuf[b:e]) for op, b, e in frames if op in data_ops]
         del conn.inbuf[:end]
         for reply in replies:
             action = reply.get("action", "")
@@ -199,6 +200,6 @@ class ConnectionPool:
                 pong = wsclient.encode_frame(bytes(conn.inbuf[begin:end]), conn.mask, wsclient.OP_PONG)
                 self.write(conn, pong)
             elif op == wsclient.OP_CLOSE:
-                code = int.from_bytes(conn.inbuf[begin : begin + 2], "big") if end - begin >= 2 else None
+                code = wsclient.close_code(bytes(conn.inbuf[begin:end]))
                 reason = bytes(conn.inbuf[begin + 2 : end]).decode(errors="replace")
                 self.lost(conn, f"closed by the server: {code} {reason}")

@@ -9,22 +9,18 @@ bounded by ``--duration``.
 Besides publishes per second it reports CPU seconds per 1000 publishes of the broker processes and of each
 Redis shard, which shows what the shard count changes: the work of one Redis node is split over several.
 
-    python bench/shards_bench.py                          # 1 vs 3 shards, defaults below
-    python bench/shards_bench.py --shards 1 3 --brokers 2 --publishers 4 --duration 20 --json out.json
+    python -m bench.shards_bench                          # 1 vs 3 shards, defaults below
+    python -m bench.shards_bench --shards 1 3 --brokers 2 --publishers 4 --duration 20 --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import hmac
 import json
 import multiprocessing
 import os
 import selectors
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -36,60 +32,28 @@ from typing import Any
 import orjson
 import redis
 
+from app.config_store import ConfigStore
+from app.embedded_redis import RedisProcess, free_port
+from app.models import PERMISSIONS, App, AppSettings, Role, Shard
+
+from . import wsclient
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from app.config_store import ConfigStore  # noqa: E402
-from app.embedded_redis import RedisProcess, free_port  # noqa: E402
-from app.models import PERMISSIONS, App, AppSettings, Role, Shard  # noqa: E402
-
-try:  # whole-buffer XOR from python-websockets (a project dependency)
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover
-
-    def apply_mask(data: bytes, mask: bytes) -> bytes:
-        n = len(data)
-        key = int.from_bytes((mask * (n // 4 + 1))[:n], "little")
-        return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
-
-
 APP, ROLE, SECRET = "bench", "publisher", "bench-secret-0123456789abcdef0123"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- a raw WebSocket publisher
 def masked_text_frame(payload: bytes) -> bytes:
-    """RFC 6455 §5.2: FIN + text opcode, the mask bit (clients must mask), the length, key, payload."""
-    mask = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x81, 0x80 | n)
-    elif n < 1 << 16:
-        head = struct.pack("!BBH", 0x81, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x81, 0x80 | 127, n)
-    return head + mask + apply_mask(payload, mask)
+    """Clients must mask (RFC 6455 §5.3); a fresh key per frame costs nothing next to the publish itself."""
+    return wsclient.encode_frame(payload, os.urandom(4))
 
 
 def split_frames(buffer: bytearray) -> list[bytes]:
-    """Complete server frames (unmasked) taken off the front of ``buffer``; their payloads."""
-    payloads, pos, size = [], 0, len(buffer)
-    while size - pos >= 2:
-        length = buffer[pos + 1] & 0x7F
-        start = pos + 2
-        if length == 126:
-            if size - pos < 4:
-                break
-            length, start = struct.unpack_from("!H", buffer, pos + 2)[0], pos + 4
-        elif length == 127:
-            if size - pos < 10:
-                break
-            length, start = struct.unpack_from("!Q", buffer, pos + 2)[0], pos + 10
-        if size - start < length:
-            break
-        payloads.append(bytes(buffer[start : start + length]))
-        pos = start + length
-    del buffer[:pos]
+    """Complete server frames taken off the front of ``buffer``; their payloads."""
+    frames, end = wsclient.parse_frames(buffer)
+    payloads = [bytes(buffer[begin:stop]) for _, begin, stop in frames]
+    del buffer[:end]
     return payloads
 
 
@@ -100,14 +64,8 @@ class Publisher:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = bytearray()
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET /v2?appkey={APP} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                "Sec-WebSocket-Protocol: json\r\n\r\n"
-            ).encode()
-        )
+        request, accept = wsclient.json_upgrade("127.0.0.1", port, "/v2", APP)
+        self.sock.sendall(request)
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.sock.recv(4096)
@@ -115,25 +73,18 @@ class Publisher:
                 raise ConnectionError("closed during the upgrade")
             head += chunk
         status, _, rest = head.partition(b"\r\n\r\n")
-        if b" 101 " not in status.split(b"\r\n")[0]:
-            raise ConnectionError(status.split(b"\r\n")[0].decode())
+        try:
+            wsclient.check_upgrade_response(status, accept)
+        except wsclient.HandshakeError as exc:
+            raise ConnectionError(str(exc)) from exc
         self.buffer += rest
-        nonce = self.request(
-            {"action": "auth/handshake", "body": {"method": "role_secret", "data": {"role": ROLE}}}
-        )
-        nonce = nonce["body"]["data"]["nonce"]
-        digest = base64.b64encode(hmac.new(SECRET.encode(), nonce.encode(), hashlib.md5).digest()).decode()
-        reply = self.request(
-            {
-                "action": "auth/authenticate",
-                "body": {"method": "role_secret", "credentials": {"hash": digest}},
-            }
-        )
+        nonce = self.request(wsclient.handshake_pdu(ROLE))["body"]["data"]["nonce"]
+        reply = self.request(wsclient.authenticate_pdu(SECRET, nonce))
         if not reply["action"].endswith("/ok"):
             raise ConnectionError(f"authentication failed: {reply}")
 
-    def request(self, pdu: dict[str, Any]) -> dict[str, Any]:
-        self.sock.sendall(masked_text_frame(orjson.dumps({**pdu, "id": 1})))
+    def request(self, pdu: bytes) -> dict[str, Any]:
+        self.sock.sendall(masked_text_frame(pdu))
         while True:
             payloads = split_frames(self.buffer)
             if payloads:
@@ -249,7 +200,7 @@ def start_broker(config_url: str, state: Path) -> tuple[subprocess.Popen, int]:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=1).read()
             probe = Publisher(port)
-            reply = probe.request({"action": "rtm/publish", "body": {"channel": "probe", "message": 1}})
+            reply = probe.request(wsclient.pdu("rtm/publish", 1, {"channel": "probe", "message": 1}))
             probe.sock.close()
             if reply["action"] == "rtm/publish/ok":
                 return process, port

@@ -3,8 +3,10 @@ are throttled per user name and per IP address across every process sharing the 
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 
@@ -28,7 +30,15 @@ def test_the_login_page_is_served_under_admin(client):
     page = client.get("/login")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert 'action="' not in html or "/admin/" in html
+    # the form posts where a browser would send it: its action (none = the page itself) under /admin/
+    [form] = re.findall(r"<form\b[^>]*>", html)
+    action = re.search(r'action="([^"]*)"', form)
+    assert (
+        urlsplit(urljoin("http://localhost/admin/login", action[1] if action else "")).path == "/admin/login"
+    )
+    # every link of the page that names a path stays under the mount point
+    paths = [url for url in re.findall(r'(?:href|src)="([^"]*)"', html) if url.startswith("/")]
+    assert paths and all(url.startswith("/admin/") for url in paths), paths
     assert 'href="/admin/static/admin.css' in html
     assert client.get("/static/admin.css").status_code == 200
 

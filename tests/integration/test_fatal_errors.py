@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from bench.wsclient import RawWebSocket
 from tests.conftest import TEST_APP
-from tests.support.raw_ws import RawWebSocket
 
 
 @pytest.mark.parametrize(

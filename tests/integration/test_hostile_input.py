@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.client import CobraClient
+from bench.wsclient import RawWebSocket, authenticate
 from tests.conftest import TEST_APP
 from tests.fuzz.test_parser_properties import frames, json_values, mutate
 from tests.support.processes import BrokerProcess
-from tests.support.raw_ws import RawWebSocket, authenticate
 
 LIVE = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 

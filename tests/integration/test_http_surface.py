@@ -6,8 +6,8 @@ import urllib.error
 import urllib.request
 
 from app import __version__
+from bench.wsclient import RawWebSocket, http_request, upgrade_request
 from tests.conftest import TEST_APP
-from tests.support.raw_ws import RawWebSocket, http_request, upgrade_request
 
 
 def get(broker, path: str) -> tuple[int, bytes]:

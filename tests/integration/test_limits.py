@@ -116,8 +116,8 @@ def _try_connect(broker, key):
 
 
 def test_oversized_frame_is_refused_before_it_is_buffered(broker, test_apps):
+    from bench.wsclient import RawWebSocket
     from tests.conftest import TEST_APP
-    from tests.support.raw_ws import RawWebSocket
 
     ws = RawWebSocket(broker.port, TEST_APP)
     # Announce a 1 GiB frame and send only its header: the broker must refuse without waiting for the body.

@@ -134,6 +134,12 @@ def test_publishes_of_one_connection_arrive_in_order(connect, channel):
     for i in range(200):
         publisher.send({"action": "rtm/publish", "id": i, "body": {"channel": channel, "message": i}})
     assert messages_of(subscriber, 200) == list(range(200))
+    # The publisher reads its acks as well (each publish was accepted): left unread, they fill the client
+    # library's receive queue, which then stops reading and misses the server's close frame, so closing it
+    # waited out the 10 s close timeout.
+    acks = [publisher.receive() for _ in range(200)]
+    assert {ack["action"] for ack in acks} == {"rtm/publish/ok"}
+    assert sorted(ack["id"] for ack in acks) == list(range(200))
 
 
 # --- subscribe ---------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ import uuid
 
 from app.client import CobraClient
 from app.models import PERMISSIONS, App, AppSettings, Role
+from bench.wsclient import RawWebSocket, authenticate
 from tests.conftest import TEST_APP
 from tests.support.processes import BrokerProcess, can_authenticate, wait_until
-from tests.support.raw_ws import RawWebSocket, authenticate
 
 SMALL_QUEUE = 256 << 10
 SECRET = "slow-consumer-secret-0123456789ab"

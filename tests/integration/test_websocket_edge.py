@@ -10,8 +10,8 @@ import zlib
 import pytest
 
 from app.client import CobraClient
+from bench.wsclient import RawWebSocket, authenticate, upgrade_request
 from tests.conftest import TEST_APP
-from tests.support.raw_ws import RawWebSocket, authenticate, upgrade_request
 
 PUBLISH = {"action": "rtm/publish", "id": 5, "body": {"channel": "edge", "message": {"k": "v"}}}
 

@@ -21,7 +21,7 @@ class Collector:
         self.payloads.append(payload)
 
     def send_push(self, counter, subscription_part, tail):
-        self.payloads.append(protocol.push(counter, subscription_part, tail))
+        self.payloads.append(b"".join((protocol.PUSH_HEAD, b"%d" % counter, subscription_part, tail)))
 
 
 def counting(stream_filter, calls):

@@ -3,6 +3,7 @@ monitor's table."""
 
 from __future__ import annotations
 
+import io
 import logging
 
 import orjson
@@ -81,27 +82,40 @@ def test_metrics_survive_documents_of_another_version():
     assert found[("cobra_cluster_view",)] == 0
 
 
+def json_lines(emit) -> list[dict]:
+    """What ``emit(logger)`` logs, through the JSON formatter, one dict per line."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("tests.json_log")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        emit(logger)
+    finally:
+        logger.removeHandler(handler)
+    return [orjson.loads(line) for line in stream.getvalue().splitlines()]
+
+
 def test_json_log_lines_carry_the_connection_id_and_mask_url_passwords():
-    record = logging.LogRecord(
-        "app.actions",
-        logging.INFO,
-        __file__,
-        1,
-        "connection %s: using %s",
-        ("0123456789ab", "redis://:pw@h"),
-        None,
+    extra = {"connection_id": "0123456789ab"}
+    [line] = json_lines(
+        lambda log: log.warning("connection %s: using %s", "0123456789ab", "redis://:pw@h", extra=extra)
     )
-    line = orjson.loads(JsonFormatter().format(record))
     assert line["connection_id"] == "0123456789ab"
-    assert "pw" not in line["message"] and "redis://:***@h" in line["message"]
-    assert line["level"] == "info" and isinstance(line["pid"], int)
+    assert line["message"] == "connection 0123456789ab: using redis://:***@h"  # the plain text is unchanged
+    assert "pw" not in line["message"]
+    assert line["level"] == "warning" and isinstance(line["pid"], int)
+
+
+def test_the_connection_id_comes_from_the_field_not_the_message_text():
+    [line] = json_lines(lambda log: log.warning("connection %s: gone", "0123456789ab"))
+    assert "connection_id" not in line
+    assert line["message"] == "connection 0123456789ab: gone"
 
 
 def test_extra_fields_go_into_the_json_line():
-    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "m", None, None)
-    record.connection_id = "feedfacecafe"
-    record.node = "n1"
-    line = orjson.loads(JsonFormatter().format(record))
+    [line] = json_lines(lambda log: log.warning("m", extra={"connection_id": "feedfacecafe", "node": "n1"}))
     assert (line["connection_id"], line["node"]) == ("feedfacecafe", "n1")
 
 

@@ -68,7 +68,8 @@ def test_fatal_reply_has_action_and_non_null_id():
 def test_push_is_assembled_from_shared_pieces():
     part = protocol.push_subscription_part("sub-1")
     tail = protocol.push_tail("12-3", b'{"a":1},2')
-    assert json.loads(protocol.push(7, part, tail)) == {
+    # framed as Connection.send_push does: head, counter, the subscription's part, the shared tail
+    assert json.loads(b"".join((protocol.PUSH_HEAD, b"7", part, tail))) == {
         "action": "rtm/subscription/data",
         "id": 7,
         "body": {"subscription_id": "sub-1", "position": "12-3", "messages": [{"a": 1}, 2]},

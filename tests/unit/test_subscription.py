@@ -21,7 +21,7 @@ class Collector:
         self.pushes.append(json.loads(payload))
 
     def send_push(self, counter, subscription_part, tail):
-        self.send_payload(protocol.push(counter, subscription_part, tail))
+        self.send_payload(b"".join((protocol.PUSH_HEAD, b"%d" % counter, subscription_part, tail)))
 
 
 def make(batch_size=1, flush=0.05):
