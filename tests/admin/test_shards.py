@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from admin.shards import mask_url, moved_fraction
+from admin.shards import mask_url
 from admin.users import set_password
 from app.config_store import ConfigStore
 from app.embedded_redis import free_port
 from app.models import Shard
 from app.shards import ShardRing, predicted_move_fraction
+from app.shards import predicted_shard_move_fraction as moved_fraction
 from tests.support.processes import RedisProcess
 
 from .conftest import PASSWORD, new_panel, unique
