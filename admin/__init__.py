@@ -59,9 +59,10 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 class _Mount:
-    """WSGI wrapper: moves the mount prefix from PATH_INFO to SCRIPT_NAME, so routes are written without it
-    and ``url_for`` generates ``/admin/...``; and fetches the shared SECRET_KEY before the first request
-    (the factory itself touches no Redis: gunicorn may call it in the master, before forking)."""
+    """WSGI wrapper: moves the mount prefix from PATH_INFO to SCRIPT_NAME unless whoever mounted the panel
+    did (the broker, a proxy), so routes are written without it and ``url_for`` generates ``/admin/...``;
+    and fetches the shared SECRET_KEY before the first request (the factory itself touches no Redis:
+    gunicorn may call it in the master, before forking)."""
 
     def __init__(self, flask_app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
         self.flask_app = flask_app
@@ -70,8 +71,12 @@ class _Mount:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
-            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.prefix
+        script_name = environ.get("SCRIPT_NAME", "")
+        if script_name.endswith(self.prefix):
+            # Mounted: the broker's DispatcherMiddleware (or a front proxy) already moved the prefix.
+            environ["PATH_INFO"] = path or "/"
+        elif self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
+            environ["SCRIPT_NAME"] = script_name + self.prefix
             environ["PATH_INFO"] = path[len(self.prefix) :] or "/"
         if not self.flask_app.secret_key:
             try:
