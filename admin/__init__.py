@@ -20,6 +20,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from app import __version__
+from app.live_tail import LiveTail
 from app.settings import Settings
 
 from .context import EXTENSION, Panel
@@ -89,9 +90,14 @@ class _Mount:
 
 
 def create_admin_app(
-    settings: Settings, redis_url: str, test_config: Mapping[str, Any] | None = None
+    settings: Settings,
+    redis_url: str,
+    test_config: Mapping[str, Any] | None = None,
+    *,
+    live_tail: LiveTail | None = None,
 ) -> Flask:
-    """The panel as a WSGI application serving ``<ADMIN_PREFIX>/...`` (default ``/admin/``)."""
+    """The panel as a WSGI application serving ``<ADMIN_PREFIX>/...`` (default ``/admin/``). ``live_tail``
+    is the broker's door for the tail page (without it the page cannot stream)."""
     app = Flask(
         __name__,
         template_folder=str(ROOT / "templates"),
@@ -108,7 +114,7 @@ def create_admin_app(
     app.config["SECRET_KEY"] = None
     if test_config:
         app.config.update(test_config)
-    app.extensions[EXTENSION] = Panel(settings, redis_url)
+    app.extensions[EXTENSION] = Panel(settings, redis_url, live_tail)
     app.session_interface = _SessionInterface()
     app.before_request(_refuse_nameless_fields)  # before the CSRF check, which trips over such a field
     csrf.init_app(app)

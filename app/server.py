@@ -26,6 +26,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from . import __version__, metrics
 from .broker import Broker, plain_response
 from .cluster import node_stats
+from .live_tail import LiveTail
 from .logs import setup_logging
 from .settings import Settings
 from .websocket import CobraWebSocketHandler, is_websocket_request
@@ -46,6 +47,7 @@ class CobraApplication:
         self.redis_url = redis_url
         self.broker = Broker(settings, redis_url)
         self.admin: WSGIApp | None = None
+        self.live_tail: LiveTail | None = None  # the admin panel's door to this process's engine
         self.worker_bound = False  # set by the gunicorn hooks once they manage this process's broker
         # Plain HTTP (not an upgrade): mounted applications by path prefix, the broker's own paths else.
         self._mounts: dict[str, WSGIApp] = {}
@@ -56,6 +58,8 @@ class CobraApplication:
         self.broker.start()
 
     def shutdown(self, timeout: float = 10.0) -> None:
+        if self.live_tail is not None:
+            self.live_tail.close()
         self.broker.shutdown(timeout)
 
     def bind_port(self, port: int) -> None:
@@ -143,7 +147,12 @@ def create_application(settings: Settings, redis_url: str) -> CobraApplication:
         from admin import create_admin_app
     except ImportError:  # the admin panel is optional
         return application
-    application.mount("/admin/", create_admin_app(settings, redis_url))
+    broker = application.broker
+    # The tail subscribes through this process's engine; the engine routes by the broker's config view.
+    live_tail = LiveTail(broker.engine, lambda: broker.config)
+    admin = create_admin_app(settings, redis_url, live_tail=live_tail)
+    application.admin, application.live_tail = admin, live_tail
+    application.mount(admin.config["ADMIN_PREFIX"], admin)
     return application
 
 
