@@ -20,6 +20,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from app import __version__
+from app.live_tail import LiveTail
 from app.settings import Settings
 
 from .context import EXTENSION, Panel
@@ -59,9 +60,10 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 class _Mount:
-    """WSGI wrapper: moves the mount prefix from PATH_INFO to SCRIPT_NAME, so routes are written without it
-    and ``url_for`` generates ``/admin/...``; and fetches the shared SECRET_KEY before the first request
-    (the factory itself touches no Redis: gunicorn may call it in the master, before forking)."""
+    """WSGI wrapper: moves the mount prefix from PATH_INFO to SCRIPT_NAME unless whoever mounted the panel
+    did (the broker, a proxy), so routes are written without it and ``url_for`` generates ``/admin/...``;
+    and fetches the shared SECRET_KEY before the first request (the factory itself touches no Redis:
+    gunicorn may call it in the master, before forking)."""
 
     def __init__(self, flask_app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
         self.flask_app = flask_app
@@ -70,8 +72,12 @@ class _Mount:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
-            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.prefix
+        script_name = environ.get("SCRIPT_NAME", "")
+        if script_name.endswith(self.prefix):
+            # Mounted: the broker's DispatcherMiddleware (or a front proxy) already moved the prefix.
+            environ["PATH_INFO"] = path or "/"
+        elif self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
+            environ["SCRIPT_NAME"] = script_name + self.prefix
             environ["PATH_INFO"] = path[len(self.prefix) :] or "/"
         if not self.flask_app.secret_key:
             try:
@@ -84,9 +90,14 @@ class _Mount:
 
 
 def create_admin_app(
-    settings: Settings, redis_url: str, test_config: Mapping[str, Any] | None = None
+    settings: Settings,
+    redis_url: str,
+    test_config: Mapping[str, Any] | None = None,
+    *,
+    live_tail: LiveTail | None = None,
 ) -> Flask:
-    """The panel as a WSGI application serving ``<ADMIN_PREFIX>/...`` (default ``/admin/``)."""
+    """The panel as a WSGI application serving ``<ADMIN_PREFIX>/...`` (default ``/admin/``). ``live_tail``
+    is the broker's door for the tail page (without it the page cannot stream)."""
     app = Flask(
         __name__,
         template_folder=str(ROOT / "templates"),
@@ -103,7 +114,7 @@ def create_admin_app(
     app.config["SECRET_KEY"] = None
     if test_config:
         app.config.update(test_config)
-    app.extensions[EXTENSION] = Panel(settings, redis_url)
+    app.extensions[EXTENSION] = Panel(settings, redis_url, live_tail)
     app.session_interface = _SessionInterface()
     app.before_request(_refuse_nameless_fields)  # before the CSRF check, which trips over such a field
     csrf.init_app(app)

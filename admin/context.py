@@ -1,20 +1,24 @@
 """What every view of the panel reaches for: the settings, the config store, the audit log, the time.
 
-The config store is the panel's only door into the broker (ARCHITECTURE: ``admin/`` reaches the broker
-through ``config_store`` and the cluster's control channel, never its internals).
+The config store is the panel's door into the broker (ARCHITECTURE: ``admin/`` reaches the broker
+through ``config_store`` and the cluster's control channel, never its internals); the one live view that
+needs this process's engine, the tail, gets a :class:`app.live_tail.LiveTail` handed in by the broker.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import current_app, request
 from flask_login import current_user
 
 from app.config_store import ConfigStore, connect
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.live_tail import LiveTail
 
 T = TypeVar("T")
 
@@ -24,9 +28,10 @@ EXTENSION = "cobra_admin"
 class Panel:
     """Per-application state, created by the factory and kept in ``app.extensions``."""
 
-    def __init__(self, settings: Settings, redis_url: str) -> None:
+    def __init__(self, settings: Settings, redis_url: str, live_tail: LiveTail | None = None) -> None:
         self.settings = settings
         self.redis_url = redis_url
+        self.live_tail = live_tail  # None: a panel without a broker in its process (no tail)
         # redis-py connects on first use, so building this before a gunicorn fork opens no socket.
         self.store = ConfigStore(connect(redis_url))
 

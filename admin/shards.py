@@ -2,13 +2,13 @@
 
 Saving is one ``config_store.set_shards``: brokers re-route within a second. A channel whose shard changes
 starts afresh on the new node (its history stays behind), so the preview says how many would move first.
+The share and move estimates come from :mod:`app.shards` (cached, computed off the event loop).
 Shard URLs may hold a password: pages show it masked, and a masked URL sent back means "unchanged".
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,7 +19,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from app.config_store import ConfigError
 from app.models import Shard
-from app.shards import ShardRing, predicted_move_fraction
+from app.shards import channel_shares, off_the_event_loop, predicted_shard_move_fraction
 
 from .context import audit, panel, store
 from .forms import ShardListForm
@@ -27,7 +27,6 @@ from .forms import ShardListForm
 bp = Blueprint("shards", __name__, url_prefix="/shards")
 
 MASK = "********"
-SAMPLES = 20_000  # synthetic channel keys for the share/move estimates (error under one point)
 
 
 def mask_url(url: str) -> str:
@@ -80,32 +79,6 @@ def health_of(urls: Sequence[str]) -> list[dict[str, Any]]:
         return list(pool.map(lambda url: shard_health(url, timeout), urls))
 
 
-def channel_shares(shards: Sequence[Shard]) -> dict[str, float]:
-    """Expected fraction of channels on each shard (ketama is not perfectly even)."""
-    if not shards:
-        return {}
-    ring = ShardRing([s.name for s in shards])
-    counts = Counter(ring.node_for(f"app{i % 97}::channel-{i}") for i in range(SAMPLES))
-    return {s.name: counts[s.name] / SAMPLES for s in shards}
-
-
-def moved_fraction(current: Sequence[Shard], proposed: Sequence[Shard], config_url: str) -> float:
-    """Fraction of channels whose Redis node changes. The ring hashes names, so with the same address
-    behind each kept name this is ``predicted_move_fraction`` of the names. When an address changes — a
-    shard kept under its name but moved, or the step from "no list" (the config Redis, alone) to a list —
-    the channels are followed to their node's address instead."""
-    before = list(current) or [Shard("config", config_url)]
-    after = list(proposed) or [Shard("config", config_url)]
-    old_urls = {s.name: s.url for s in before}
-    new_urls = {s.name: s.url for s in after}
-    if current and proposed and all(old_urls.get(name, url) == url for name, url in new_urls.items()):
-        return predicted_move_fraction(list(old_urls), list(new_urls))
-    before_ring, after_ring = ShardRing(list(old_urls)), ShardRing(list(new_urls))
-    keys = [f"app{i % 97}::channel-{i}" for i in range(SAMPLES)]
-    moved = sum(1 for k in keys if old_urls[before_ring.node_for(k)] != new_urls[after_ring.node_for(k)])
-    return moved / len(keys)
-
-
 def _rows(shards: Sequence[Shard]) -> list[dict[str, str]]:
     return [{"name": s.name, "url": mask_url(s.url)} for s in shards]
 
@@ -115,7 +88,7 @@ def _render(form: ShardListForm, status: int = 200, preview: dict[str, Any] | No
     urls = [s.url for s in current] or [panel().redis_url]
     health = health_of(urls)
     if current:
-        shares = channel_shares(current)
+        shares = off_the_event_loop(channel_shares, current)
         listed = [
             {"name": s.name, "url": mask_url(s.url), "health": h, "share": shares[s.name]}
             for s, h in zip(current, health, strict=True)
@@ -167,9 +140,10 @@ def submit() -> Any:
     if not valid:
         return _render(form, 400)
     current = list(existing.values())
-    fraction = moved_fraction(current, proposed, panel().redis_url)
+    # Ring statistics are CPU-bound (cached per shard list): computed in a thread, not on the event loop.
+    fraction = off_the_event_loop(predicted_shard_move_fraction, current, proposed, panel().redis_url)
     if request.form.get("action") != "save":
-        shares = channel_shares(proposed)
+        shares = off_the_event_loop(channel_shares, proposed)
         preview = {
             "fraction": fraction,
             "rows": [

@@ -1,42 +1,31 @@
 """Live tail: a channel's messages in the browser as they are published, optionally through StreamSQL.
 
-The stream is Server-Sent Events from a redis-py Pub/Sub subscription to the channel's key on the shard
-that carries it (the same ring the brokers use). Under gevent each tail is one greenlet and one Redis
-connection; it ends after ``ADMIN_TAIL_MAX_SECONDS`` or ``ADMIN_TAIL_MAX_MESSAGES``, and as soon as the
-browser goes away (the next write fails — a keepalive comment every ``ADMIN_TAIL_KEEPALIVE`` seconds makes
-sure there is one; in practice the second write after a disconnect fails), closing the subscription.
+The stream is Server-Sent Events from a subscription of this process's engine, opened through the broker's
+:class:`app.live_tail.LiveTail` handed to the panel (so the tail follows the channel wherever the engine
+routes it, and goes on through shard outages like any subscriber). Under gevent each tail is one greenlet;
+it ends after ``ADMIN_TAIL_MAX_SECONDS`` or ``ADMIN_TAIL_MAX_MESSAGES``, and as soon as the browser goes
+away (the next write fails — a keepalive comment every ``ADMIN_TAIL_KEEPALIVE`` seconds makes sure there is
+one; in practice the second write after a disconnect fails), closing the subscription.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import redis
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 from wtforms.fields.choices import SelectChoice
 
-from app.channels import channel_key, split_published
+from app.live_tail import LiveTail, TailEnd, TailMessage, TailNotice, TailUnavailable
 from app.models import ConfigSnapshot
-from app.shards import ShardRing
 from app.stream_sql import StreamFilter, compile_filter
 
 from .context import panel, store
 from .forms import TailForm
 
 bp = Blueprint("tail", __name__, url_prefix="/tail")
-log = logging.getLogger(__name__)
-
-
-def shard_url_for(snapshot: ConfigSnapshot, key: str, default_url: str) -> tuple[str, str]:
-    """(shard name, URL) carrying ``key``: the config Redis itself when no shard list is set."""
-    if not snapshot.shards:
-        return "(config Redis)", default_url
-    name = ShardRing([s.name for s in snapshot.shards]).node_for(key)
-    return name, next(s.url for s in snapshot.shards if s.name == name)
 
 
 def _form(snapshot: ConfigSnapshot) -> TailForm:
@@ -76,19 +65,23 @@ def stream() -> Any:
     if not request.args or not form.validate():
         errors = {name: messages for name, messages in form.errors.items()}
         return jsonify(error="invalid tail request", fields=errors), 400
+    live_tail = panel().live_tail
     channel, compiled = _target(form)
-    key = channel_key(form.app.data, channel)
-    shard, url = shard_url_for(snapshot, key, panel().redis_url)
     config = current_app.config
-    events = tail_events(
-        url,
-        key,
-        compiled,
-        max_seconds=config["ADMIN_TAIL_MAX_SECONDS"],
-        max_messages=config["ADMIN_TAIL_MAX_MESSAGES"],
-        keepalive=config["ADMIN_TAIL_KEEPALIVE"],
-        ready={"app": form.app.data, "channel": channel, "shard": shard},
-    )
+    if live_tail is None:  # a panel built without a broker (a bare WSGI app): said as an unreachable shard is
+        events: Iterator[bytes] = iter(
+            [sse("failure", {"error": "the live tail needs a broker in this process"})]
+        )
+    else:
+        events = tail_events(
+            live_tail,
+            form.app.data,
+            channel,
+            compiled,
+            max_seconds=config["ADMIN_TAIL_MAX_SECONDS"],
+            max_messages=config["ADMIN_TAIL_MAX_MESSAGES"],
+            keepalive=config["ADMIN_TAIL_KEEPALIVE"],
+        )
     # No X-Accel-Buffering from a proxy, no caching: each event must reach the browser as it happens.
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return Response(events, mimetype="text/event-stream", headers=headers)
@@ -100,26 +93,25 @@ def sse(event: str, data: Any) -> bytes:
 
 
 def tail_events(
-    url: str,
-    key: str,
+    live_tail: LiveTail,
+    app_key: str,
+    channel: str,
     stream_filter: StreamFilter | None,
     *,
     max_seconds: float,
     max_messages: int,
     keepalive: float,
-    ready: dict[str, Any],
 ) -> Iterator[bytes]:
-    """SSE events: ``ready``, then one ``message`` {position, message} per delivered message, ``end``
+    """SSE events: ``ready`` {app, channel, shard}, then one ``message`` {position, message} per delivered
+    message, ``notice`` {error, code} when the engine interrupts the feed (it resumes by itself), ``end``
     {reason} when a bound is reached (or ``failure`` if the shard cannot be reached)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=keepalive + 10.0)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
     try:
-        try:
-            pubsub.subscribe(key)
-        except redis.RedisError as exc:
-            yield sse("failure", {"error": f"cannot subscribe on shard {ready.get('shard')}: {exc}"})
-            return
-        yield b"retry: 5000\n" + sse("ready", ready)
+        tail = live_tail.open(app_key, channel, stream_filter)
+    except TailUnavailable as exc:
+        yield sse("failure", {"error": f"cannot subscribe on shard {exc.shard}: {exc.message}"})
+        return
+    with tail:  # closed however the generator ends: a bound, or the browser gone (GeneratorExit)
+        yield b"retry: 5000\n" + sse("ready", {"app": app_key, "channel": channel, "shard": tail.shard})
         deadline = time.monotonic() + max_seconds
         sent = 0
         while True:
@@ -127,28 +119,20 @@ def tail_events(
             if remaining <= 0:
                 yield sse("end", {"reason": f"time limit ({max_seconds:g} s) reached"})
                 return
-            try:
-                message = pubsub.get_message(timeout=min(keepalive, remaining))
-            except redis.RedisError as exc:
-                yield sse("failure", {"error": f"lost the shard: {exc}"})
-                return
-            if message is None or message.get("type") != "message":
+            received = tail.receive(timeout=min(keepalive, remaining))
+            if not received:
                 yield b": keepalive\n\n"  # also how a closed browser tab is noticed
                 continue
-            position, raw = split_published(message["data"])
-            try:
-                payload = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                payload = raw.decode(errors="replace")
-            for item in stream_filter.apply(payload) if stream_filter else [payload]:
-                yield sse("message", {"position": position, "message": item})
+            for event in received:
+                if isinstance(event, TailEnd):
+                    yield sse("end", {"reason": event.reason})
+                    return
+                if isinstance(event, TailNotice):
+                    yield sse("notice", {"error": event.error, "code": event.code})
+                    continue
+                assert isinstance(event, TailMessage)
+                yield sse("message", {"position": event.position, "message": event.message})
                 sent += 1
                 if sent >= max_messages:
                     yield sse("end", {"reason": f"message limit ({max_messages}) reached"})
                     return
-    finally:
-        try:
-            pubsub.close()
-            client.close()
-        except Exception:  # closing after the shard died: nothing left to release
-            log.debug("closing a tail subscription failed", exc_info=True)

@@ -21,10 +21,12 @@ import gevent.event
 import gevent.lock
 import redis
 from gevent.pywsgi import WSGIServer
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from . import __version__, metrics
 from .broker import Broker, plain_response
 from .cluster import node_stats
+from .live_tail import LiveTail
 from .logs import setup_logging
 from .settings import Settings
 from .websocket import CobraWebSocketHandler, is_websocket_request
@@ -45,14 +47,19 @@ class CobraApplication:
         self.redis_url = redis_url
         self.broker = Broker(settings, redis_url)
         self.admin: WSGIApp | None = None
+        self.live_tail: LiveTail | None = None  # the admin panel's door to this process's engine
         self.worker_bound = False  # set by the gunicorn hooks once they manage this process's broker
-        self._extra_routes: dict[str, WSGIApp] = {}
+        # Plain HTTP (not an upgrade): mounted applications by path prefix, the broker's own paths else.
+        self._mounts: dict[str, WSGIApp] = {}
+        self._http: WSGIApp = self._plain_http
         self._start_lock: gevent.lock.Semaphore | None = None
 
     def start(self) -> None:
         self.broker.start()
 
     def shutdown(self, timeout: float = 10.0) -> None:
+        if self.live_tail is not None:
+            self.live_tail.close()
         self.broker.shutdown(timeout)
 
     def bind_port(self, port: int) -> None:
@@ -61,7 +68,10 @@ class CobraApplication:
         self.broker.settings = self.settings
 
     def mount(self, prefix: str, wsgi_app: WSGIApp) -> None:
-        self._extra_routes[prefix] = wsgi_app
+        """Serve ``prefix`` (``/admin`` and everything under ``/admin/``) with ``wsgi_app``, which finds the
+        prefix in SCRIPT_NAME and the rest in PATH_INFO (werkzeug's dispatcher moves it, as a proxy would)."""
+        self._mounts[prefix.rstrip("/")] = wsgi_app
+        self._http = DispatcherMiddleware(self._plain_http, self._mounts)
 
     def _ensure_started(self) -> str | None:
         """Start the broker on first use when nobody did (a WSGI server without our hooks); the reason
@@ -87,11 +97,13 @@ class CobraApplication:
         failure = self._ensure_started()
         if failure is not None:
             return plain_response(start_response, "503 Service Unavailable", f"not started: {failure}\n")
-        if websocket:
+        if websocket:  # on any path, the admin prefix included (PROTOCOL §1)
             return self.broker.handle_websocket(environ, start_response)
-        for prefix, wsgi_app in self._extra_routes.items():
-            if path == prefix.rstrip("/") or path.startswith(prefix):
-                return wsgi_app(environ, start_response)
+        return self._http(environ, start_response)
+
+    def _plain_http(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """The broker's own HTTP paths (PROTOCOL §1): GET or HEAD only."""
+        path = environ.get("PATH_INFO", "/")
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return plain_response(start_response, "405 Method Not Allowed", "KO\n", [("Allow", "GET, HEAD")])
         if path in READY_PATHS:
@@ -135,7 +147,12 @@ def create_application(settings: Settings, redis_url: str) -> CobraApplication:
         from admin import create_admin_app
     except ImportError:  # the admin panel is optional
         return application
-    application.mount("/admin/", create_admin_app(settings, redis_url))
+    broker = application.broker
+    # The tail subscribes through this process's engine; the engine routes by the broker's config view.
+    live_tail = LiveTail(broker.engine, lambda: broker.config)
+    admin = create_admin_app(settings, redis_url, live_tail=live_tail)
+    application.admin, application.live_tail = admin, live_tail
+    application.mount(admin.config["ADMIN_PREFIX"], admin)
     return application
 
 

@@ -42,6 +42,10 @@ document.addEventListener("DOMContentLoaded", () => {
     while (log.children.length > MAX_SHOWN) log.lastElementChild.remove();
     status.textContent = `tailing — ${count} message(s)`;
   });
+  source.addEventListener("notice", (event) => {
+    // The broker lost the channel's shard for a while; the tail goes on and catches up by itself.
+    status.textContent = `interrupted: ${JSON.parse(event.data).error} — the tail resumes by itself`;
+  });
   source.addEventListener("end", (event) => finish(`stopped: ${JSON.parse(event.data).reason}`));
   source.addEventListener("failure", (event) => finish(`failed: ${JSON.parse(event.data).error}`, true));
   source.addEventListener("error", () => finish("disconnected from the panel", true));

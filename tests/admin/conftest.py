@@ -4,20 +4,26 @@ that carry CSRF tokens like a browser does, and unique apps and users so tests n
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import gevent
+import gevent.socket
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+import app.resp
 from admin import create_admin_app
 from admin.users import set_password
 from app.config_store import ConfigStore
-from app.models import PERMISSIONS, App, Role
+from app.engine import Engine
+from app.live_tail import LiveTail
+from app.models import PERMISSIONS, App, Role, Shard
 from app.settings import Settings
 from tests.support.processes import RedisProcess
 
@@ -64,8 +70,40 @@ class PanelClient:
         return self.post("/login", {"username": name, "password": password})
 
 
-def new_panel(redis_url: str, **config: Any) -> Flask:
-    return create_admin_app(Settings.from_env({}), redis_url, {"TESTING": True, **config})
+def new_panel(redis_url: str, live_tail: LiveTail | None = None, **config: Any) -> Flask:
+    return create_admin_app(
+        Settings.from_env({}), redis_url, {"TESTING": True, **config}, live_tail=live_tail
+    )
+
+
+@pytest.fixture
+def make_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Engine]]:
+    """``make_engine(shards, default_url, **options)``: a Redis engine in this test process, as the
+    broker's, for the live tail. ``python -m app run`` monkey-patches sockets so the engine's greenlets
+    share the event loop; this process is not patched, so only the engine's own RESP sockets are gevent's
+    (its greenlets then run whenever the test waits through gevent, as the panel's tail does)."""
+    monkeypatch.setattr(app.resp, "socket", gevent.socket)
+    engines: list[Engine] = []
+
+    def make(shards: tuple[Shard, ...], default_url: str, **options: Any) -> Engine:
+        engine = Engine(**options)
+        engines.append(engine)
+        engine.configure(shards, default_url)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.stop(1.0)
+
+
+def wait_green(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "condition") -> Any:
+    """``wait_until`` for a test that runs engine greenlets: polls with gevent's sleep, so they run."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} not reached within {timeout}s")
+        gevent.sleep(0.05)
+    return value
 
 
 def random_ip() -> str:

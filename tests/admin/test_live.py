@@ -8,14 +8,15 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from admin.live_stats import summarize
-from admin.tail import shard_url_for
+from admin.tail import tail_events
 from app.channels import channel_key
 from app.client import CobraClient
+from app.embedded_redis import free_port
+from app.live_tail import LiveTail
 from app.models import ConfigSnapshot, Shard
-from app.shards import ShardRing
 from tests.support.processes import wait_until
 
-from .conftest import audit_entries, new_panel
+from .conftest import audit_entries, new_panel, wait_green
 from .test_roles import authenticates
 
 SECRET = "s" * 32
@@ -189,9 +190,13 @@ def events(response):
 
 
 @pytest.fixture
-def tail_panel(redis_server, make_client, admin_user):
+def tail_panel(redis_server, make_client, admin_user, store, make_engine):
+    """A panel whose tail subscribes through an engine of this process, on the session's config Redis
+    (no shard list), like the broker's engine next to its panel."""
+    live_tail = LiveTail(make_engine((), redis_server.url), store.snapshot)
+
     def make(**config):
-        client = make_client(new_panel(redis_server.url, ADMIN_TAIL_KEEPALIVE=0.2, **config))
+        client = make_client(new_panel(redis_server.url, live_tail, ADMIN_TAIL_KEEPALIVE=0.2, **config))
         client.login(admin_user)
         return client
 
@@ -225,7 +230,7 @@ def test_the_tail_streams_published_messages(tail_panel, connected, app_key, cha
     assert data["message"] == {"hello": "<b>world</b>"}
     assert data["position"] == published.get("position", data["position"])
     response.close()  # the browser goes away: the subscription is released
-    wait_until(lambda: store.redis.pubsub_numsub(key)[0][1] == 0, message="the subscription is released")
+    wait_green(lambda: store.redis.pubsub_numsub(key)[0][1] == 0, message="the subscription is released")
 
 
 def test_the_tail_applies_a_streamsql_filter(tail_panel, connected, app_key, channel):
@@ -255,22 +260,23 @@ def test_the_tail_ends_after_its_time_limit(tail_panel, app_key, channel):
     assert "time limit" in next_event(events(response), "end")["reason"]
 
 
-def test_an_unreachable_shard_is_reported(private_redis, tail_panel, make_client):
-    from admin.tail import tail_events
-    from app.embedded_redis import free_port
-
-    stream = tail_events(
-        f"redis://127.0.0.1:{free_port()}/0",
-        "a::b",
-        None,
-        max_seconds=5,
-        max_messages=5,
-        keepalive=1,
-        ready={"shard": "s"},
-    )
+def test_an_unreachable_shard_is_reported(make_engine):
+    shards = (Shard("s", f"redis://127.0.0.1:{free_port()}/0"),)
+    engine = make_engine(shards, "redis://127.0.0.1:1/0", subscribe_timeout=1.0)
+    live_tail = LiveTail(engine, lambda: ConfigSnapshot(shards=shards))
+    stream = tail_events(live_tail, "a", "b", None, max_seconds=5, max_messages=5, keepalive=1)
     event = next(stream)
     assert event.startswith(b"event: failure")
     assert b"cannot subscribe on shard s" in event
+    assert live_tail.streams == set()
+
+
+def test_without_the_broker_the_tail_does_not_stream(panel, app_key):
+    response = panel.client.get("/admin/tail/stream", query_string={"app": app_key, "channel": "c"})
+    assert response.mimetype == "text/event-stream"
+    assert next_event(events(response), "failure") == {
+        "error": "the live tail needs a broker in this process"
+    }
 
 
 @pytest.mark.parametrize(
@@ -300,17 +306,3 @@ def test_the_tail_page_starts_the_stream_and_escapes_what_it_echoes(panel, app_k
     assert hostile not in html
     assert "&lt;script&gt;" in html
     assert 'data-stream-url="/admin/tail/stream?app=' in html
-
-
-def test_the_tail_listens_on_the_shard_carrying_the_channel():
-    shards = (Shard("a", "redis://h1:1/0"), Shard("b", "redis://h2:1/0"), Shard("c", "redis://h3:1/0"))
-    ring = ShardRing(["a", "b", "c"])
-    for channel in ("x", "y", "z", "w"):
-        key = channel_key("app", channel)
-        name, url = shard_url_for(ConfigSnapshot(shards=shards), key, "redis://config/0")
-        assert name == ring.node_for(key)
-        assert url == next(s.url for s in shards if s.name == name)
-    assert shard_url_for(ConfigSnapshot(), "app::x", "redis://config/0") == (
-        "(config Redis)",
-        "redis://config/0",
-    )

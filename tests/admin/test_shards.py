@@ -6,14 +6,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import gevent
 import pytest
 
-from admin.shards import mask_url, moved_fraction
+import app.shards as app_shards
+from admin.shards import mask_url
 from admin.users import set_password
 from app.config_store import ConfigStore
 from app.embedded_redis import free_port
 from app.models import Shard
 from app.shards import ShardRing, predicted_move_fraction
+from app.shards import predicted_shard_move_fraction as moved_fraction
 from tests.support.processes import RedisProcess
 
 from .conftest import PASSWORD, new_panel, unique
@@ -169,3 +172,30 @@ def test_passwords_in_shard_urls_are_masked_and_kept(own, private_redis, extra_r
     assert response.status_code == 302
     assert store.shards() == (Shard("guarded", guarded.url), Shard("main", private_redis.url))
     assert not any("shard-password-123" in str(e) for _, e in store.audit_entries(50))
+
+
+def test_a_cold_preview_does_not_stall_the_event_loop(own, private_redis, extra_redis):
+    # The panel shares its process with the broker's WebSocket clients: while the page computes channel
+    # shares and the move fraction (uncached: a list never seen before), other greenlets keep running.
+    client, store = own
+    second, third = extra_redis(), extra_redis()
+    store.set_shards([Shard("a", private_redis.url), Shard("b", second.url)])
+    app_shards._shard_move_fraction.cache_clear()
+    app_shards._channel_shares.cache_clear()
+    ticks = []
+
+    def ticker():
+        while True:
+            gevent.sleep(0.01)
+            ticks.append(1)
+
+    background = gevent.spawn(ticker)
+    gevent.sleep(0)
+    try:
+        form = shard_form(("a", private_redis.url), ("b", second.url), ("c", third.url), ("d", third.url))
+        preview = client.post("/shards/", form)
+    finally:
+        background.kill()
+    assert 'id="move-fraction">' in preview.get_data(as_text=True)
+    assert app_shards._shard_move_fraction.cache_info().misses == 1  # it was computed, not remembered
+    assert len(ticks) >= 2
