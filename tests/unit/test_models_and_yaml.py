@@ -69,14 +69,14 @@ COBRA = """
 apps:
   key1:
     roles:
-      r1: {secret: abc, permissions: [publish]}
+      r1: {secret: abcdefghijklmnop, permissions: [publish]}
 """
 
 
 def test_cobra_apps_yaml_is_parsed():
     [app] = parse_apps_yaml(COBRA)
     assert app.key == "key1"
-    assert app.roles["r1"].secret == "abc"
+    assert app.roles["r1"].secret == "abcdefghijklmnop"
     assert app.roles["r1"].permissions == ("publish",)
     assert app.roles["r1"].channels == ("*",)
 
