@@ -1,7 +1,6 @@
-"""``shards list|add|remove`` and ``apps show|set|republish``: shards and per-app settings from a shell.
+"""``apps show|set|republish``: per-app settings and republish rules, from a shell.
 
-Every change goes through the config store, which announces it: running brokers rebuild their ring, move
-the Pub/Sub subscriptions of the channels whose shard changed and log how many moved, without a restart.
+Every change goes through the config store, which announces it: running brokers apply it without a restart.
 """
 
 from __future__ import annotations
@@ -9,17 +8,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields, replace
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
-import redis
-
-from ..config_store import ConfigError, ConfigStore, connect
-from ..embedded_redis import find_running
-from ..models import App, AppSettings, RepublishRule, Shard, compile_rule
-from ..settings import settings_from_args
-from ..shards import DEFAULT_SHARD, effective_shards, predicted_shard_move_fraction
+from ..config_store import ConfigError
+from ..models import App, AppSettings, RepublishRule, compile_rule
 from ..stream_sql import FilterError
-from .common import add_store_arguments, fail, open_store
+from .audit import record
+from .errors import fail
+from .store_access import add_store_arguments, open_store
 
 # The numeric per-app settings `apps set` accepts (republish rules have their own command).
 APP_SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(AppSettings) if f.name != "republish_rules")
@@ -28,24 +23,6 @@ RESET_WORDS = frozenset({"default", "none", "null", ""})
 
 
 def register(commands: Any) -> None:
-    shards = commands.add_parser("shards", help="list, add or remove the Redis shards carrying channels")
-    shard_commands = shards.add_subparsers(dest="shards_command", required=True, metavar="SUBCOMMAND")
-    listing = shard_commands.add_parser("list", help="the shards, their URLs and whether they answer")
-    listing.set_defaults(handler=list_shards)
-    add = shard_commands.add_parser("add", help="add a shard (it must answer PING)")
-    add.add_argument("name", help="shard name (letters, digits, '_', '.', '-'); channels hash on it")
-    add.add_argument("url", help="redis://[:password@]host:port/db, rediss://... or unix://...")
-    add.add_argument(
-        "--keep-config-redis",
-        action="store_true",
-        help=f"when the list is empty, also list the config Redis (as '{DEFAULT_SHARD}') so it keeps "
-        "carrying its share of channels instead of none",
-    )
-    add.set_defaults(handler=add_shard)
-    remove = shard_commands.add_parser("remove", help="remove a shard from the list")
-    remove.add_argument("name")
-    remove.set_defaults(handler=remove_shard)
-
     apps = commands.add_parser("apps", help="per-app settings: history, limits, republish rules")
     app_commands = apps.add_subparsers(dest="apps_command", required=True, metavar="SUBCOMMAND")
     show = app_commands.add_parser("show", help="print an app's settings")
@@ -72,151 +49,10 @@ def register(commands: Any) -> None:
     remove_rule_parser.add_argument("number", type=int)
     remove_rule_parser.set_defaults(handler=remove_rule)
 
-    for parser in (
-        listing,
-        add,
-        remove,
-        show,
-        setter,
-        list_rules_parser,
-        add_rule_parser,
-        remove_rule_parser,
-    ):
+    for parser in (show, setter, list_rules_parser, add_rule_parser, remove_rule_parser):
         add_store_arguments(parser)
 
 
-# --------------------------------------------------------------------------- shards
-def hide_password(url: str) -> str:
-    """The URL with its password (if any) replaced by ``***``: shard URLs get printed and logged."""
-    parsed = urlparse(url)
-    if not parsed.password:
-        return url
-    user = parsed.username or ""
-    host = parsed.hostname or ""
-    if parsed.port:
-        host = f"{host}:{parsed.port}"
-    return urlunparse(parsed._replace(netloc=f"{user}:***@{host}"))
-
-
-def reachable(url: str, timeout: float = 2.0) -> str | None:
-    """None when the Redis at ``url`` answers PING, else why not."""
-    client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    try:
-        client.ping()
-        return None
-    except redis.RedisError as exc:
-        return str(exc) or type(exc).__name__
-    finally:
-        client.close()
-
-
-def config_url(args: argparse.Namespace) -> str | None:
-    """The config Redis URL the brokers use, when it is stable: REDIS_URL, or a running broker's embedded
-    Redis. (An embedded Redis started just for this command gets a new port every time.)"""
-    settings = settings_from_args(args)
-    return settings.redis_url or find_running(settings.state_path)
-
-
-def list_shards(args: argparse.Namespace) -> int:
-    with open_store(args) as store:
-        shards = store.shards()
-        url = config_url(args) or _store_url(store)
-    note = "" if shards else "the config Redis: no shard list is set"
-    rows = [(s.name, s.url, note) for s in effective_shards(shards, url)]
-    width = max(len(name) for name, _, _ in rows)
-    for name, shard_url, note in rows:
-        problem = reachable(shard_url)
-        state = "reachable" if problem is None else f"UNREACHABLE ({problem})"
-        suffix = f"  ({note})" if note else ""
-        print(f"{name:<{width}}  {hide_password(shard_url)}  {state}{suffix}")
-    return 0
-
-
-def add_shard(args: argparse.Namespace) -> int:
-    try:
-        shard = Shard(args.name, args.url)
-    except ValueError as exc:
-        return fail(str(exc))
-    problem = reachable(shard.url)
-    if problem is not None:
-        return fail(f"{hide_password(shard.url)} does not answer PING: {problem}")
-    with open_store(args) as store:
-        current = store.shards()
-        url = config_url(args)
-        if any(s.name == shard.name for s in current):
-            return fail(f"a shard named {shard.name!r} is already listed")
-        for other in current:
-            if other.url == shard.url:
-                return fail(f"{hide_password(shard.url)} is already listed as shard {other.name!r}")
-        proposed = [*current, shard]
-        notes = []
-        if not current:
-            if args.keep_config_redis:
-                if url is None:
-                    return fail(
-                        "the config Redis is an embedded one started for this command only; "
-                        "set REDIS_URL (or run a broker) to list it as a shard"
-                    )
-                if shard.url != url:
-                    proposed = [Shard(DEFAULT_SHARD, url), shard]
-                    notes.append(f"the config Redis stays a shard, listed as {DEFAULT_SHARD!r}")
-            elif shard.url != url:
-                notes.append(
-                    f"the shard list was empty, so the config Redis carried every channel (as shard "
-                    f"{DEFAULT_SHARD!r}); it is not in the list now, so it carries no channel any more. "
-                    "To keep it, remove this shard and add it again with --keep-config-redis."
-                )
-        fraction = predicted_shard_move_fraction(current, proposed, url or _store_url(store))
-        try:
-            store.set_shards(proposed, expected=current)
-        except ConfigError as exc:
-            return fail(str(exc))
-    print(f"added shard {shard.name} ({hide_password(shard.url)}); shards now: {_names(proposed)}")
-    _print_fraction(fraction)
-    for note in notes:
-        print(f"note: {note}")
-    return 0
-
-
-def remove_shard(args: argparse.Namespace) -> int:
-    with open_store(args) as store:
-        current = store.shards()
-        if not any(s.name == args.name for s in current):
-            listed = _names(current) if current else "none (the config Redis alone)"
-            return fail(f"no shard named {args.name!r}; listed: {listed}")
-        proposed = [s for s in current if s.name != args.name]
-        url = config_url(args) or _store_url(store)
-        fraction = predicted_shard_move_fraction(current, proposed, url)
-        try:
-            store.set_shards(proposed, expected=current)
-        except ConfigError as exc:
-            return fail(str(exc))
-    print(f"removed shard {args.name}; shards now: {_names(proposed) if proposed else '(none)'}")
-    _print_fraction(fraction)
-    if not proposed:
-        print(f"note: the list is empty: the config Redis carries every channel again (as {DEFAULT_SHARD!r})")
-    return 0
-
-
-def _names(shards: list[Shard] | tuple[Shard, ...]) -> str:
-    return ", ".join(s.name for s in shards)
-
-
-def _print_fraction(fraction: float) -> None:
-    print(f"channels that move to another Redis node: {fraction:.1%}")
-    if fraction:
-        print("(running brokers move their subscriptions live; history and stored values of moved channels")
-        print(" stay on their old node, so a resume from an older position reports expired_position)")
-
-
-def _store_url(store: ConfigStore) -> str:
-    kwargs = store.redis.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-    return f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
-
-
-# --------------------------------------------------------------------------- apps
 def parse_setting(pair: str) -> tuple[str, int | float | None]:
     """``"history_max_length=100"`` → (name, value); ``"name=default"`` → (name, None). Raises ValueError."""
     name, equals, text = pair.partition("=")
@@ -251,6 +87,12 @@ def set_app(args: argparse.Namespace) -> int:
             app = store.update_app(args.appkey, lambda a: replace(a, settings=replace(a.settings, **changes)))
         except ConfigError as exc:
             return fail(str(exc))
+        record(
+            store,
+            "app.settings",
+            app=app.key,
+            **{k: "default" if v is None else v for k, v in changes.items()},
+        )
     _print_settings(app)
     return 0
 
@@ -305,6 +147,7 @@ def add_rule(args: argparse.Namespace) -> int:
             app = store.update_app(args.appkey, append)
         except ConfigError as exc:
             return fail(str(exc))
+        record(store, "app.republish.add", app=app.key, target=rule.target, expression=rule.expression)
     print(f"rule {len(app.settings.republish_rules)} added: {source} -> {rule.target}")
     return 0
 
@@ -324,5 +167,12 @@ def remove_rule(args: argparse.Namespace) -> int:
             store.update_app(args.appkey, drop)
         except ConfigError as exc:
             return fail(str(exc))
+        record(
+            store,
+            "app.republish.remove",
+            app=args.appkey,
+            target=removed[0].target,
+            expression=removed[0].expression,
+        )
     print(f"rule {args.number} removed: {removed[0].expression}  ->  {removed[0].target}")
     return 0

@@ -36,7 +36,11 @@ def run_command(args: argparse.Namespace) -> int:
             wait_for_redis(store.redis, settings.redis_wait_timeout, "the config Redis")
             if settings.apps_config:
                 with open(settings.apps_config) as f:
-                    keys = store.import_yaml(f.read())
+                    # Legacy secrets are accepted here (each one logged): this file is how Cobra deployments
+                    # migrate, and refusing it at start would lock their clients out; import-config refuses.
+                    keys = store.import_yaml(
+                        f.read(), actor=f"apps-config:{settings.apps_config}", allow_legacy_secrets=True
+                    )
                 log.info("loaded %d app(s) from %s", len(keys), settings.apps_config)
             store.ensure_well_known_apps()
             first_admin = _ensure_first_admin(store)
