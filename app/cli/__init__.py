@@ -59,5 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         return fail(str(exc), exc.code)
     except Exception as exc:  # the last resort: one line, never a traceback
-        error = explain(exc, getattr(args, "endpoint", ""), getattr(args, "appkey", ""))
+        error = explain(
+            exc, getattr(args, "endpoint", ""), getattr(args, "appkey", ""), getattr(args, "rolename", "")
+        )
         return fail(str(error), error.code)

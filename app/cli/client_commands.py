@@ -103,7 +103,7 @@ def connect(args: argparse.Namespace, secret: str, origin: str, timeout: float =
     try:
         return CobraClient(args.endpoint, args.appkey, args.rolename, secret, timeout=timeout)
     except Exception as exc:
-        error = explain(exc, args.endpoint, args.appkey)
+        error = explain(exc, args.endpoint, args.appkey, args.rolename)
         if origin and isinstance(exc, CobraError) and exc.reply.get("action", "").startswith("auth/"):
             error = CliError(
                 f"{error}; the {origin}, and that store may not be the broker's: pass --rolesecret, or "
@@ -136,7 +136,7 @@ def publish_command(args: argparse.Namespace) -> int:
             try:
                 client.publish(args.channel, message)
             except Exception as exc:
-                raise explain(exc, args.endpoint, args.appkey) from None
+                raise explain(exc, args.endpoint, args.appkey, args.rolename) from None
             sent += 1
             if sent % 1000 == 0:
                 print(
@@ -176,7 +176,7 @@ class Subscription:
             reply = client.subscribe(self.channel, filter=self.filter, position=self.position)
         except Exception as exc:
             client.close()
-            raise explain(exc, self.args.endpoint, self.args.appkey) from None
+            raise explain(exc, self.args.endpoint, self.args.appkey, self.args.rolename) from None
         self.client = client
         return reply
 
@@ -268,7 +268,7 @@ def health_command(args: argparse.Namespace) -> int:
                 raise CliError(f"live check: expected {second}, got {got}")
             client.delete(channel)
     except Exception as exc:
-        error = explain(exc, args.endpoint, args.appkey)
+        error = explain(exc, args.endpoint, args.appkey, args.rolename)
         raise CliError(f"unhealthy: {error}", error.code) from None
     print(f"OK: {args.endpoint} published, replayed from history and delivered live")
     return 0

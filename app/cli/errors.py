@@ -54,7 +54,7 @@ def fail(message: str, code: int = FAILED) -> int:
     return code
 
 
-def explain(exc: BaseException, endpoint: str = "", appkey: str = "") -> CliError:
+def explain(exc: BaseException, endpoint: str = "", appkey: str = "", role: str = "") -> CliError:
     """The one line (and exit code) for an exception raised while talking to a broker or a Redis."""
     where = f" at {endpoint}" if endpoint else ""
     if isinstance(exc, CliError):
@@ -70,7 +70,11 @@ def explain(exc: BaseException, endpoint: str = "", appkey: str = "") -> CliErro
         return CliError(f"the broker{where} refused the WebSocket upgrade with HTTP {status}")
     if isinstance(exc, CobraError):
         if exc.reply.get("action", "").startswith("auth/authenticate"):
-            return CliError(f"authentication failed{where}: wrong role name or secret ({exc})")
+            reason = exc.body.get("error") or exc.code or "refused"
+            return CliError(
+                f"authentication failed{where}: the secret of role {role!r} in app {appkey!r} was refused "
+                f"({reason})"
+            )
         return CliError(str(exc))
     if isinstance(exc, ConnectionRefusedError):
         return CliError(f"cannot connect to {endpoint or 'the server'}: connection refused (is it running?)")

@@ -35,7 +35,7 @@ def open_described_store(args: argparse.Namespace) -> Iterator[tuple[ConfigStore
     embedded = None
     if settings.redis_url:
         url = settings.redis_url
-        where = f"the config store at {_hide_password(url)} (REDIS_URL)"
+        where = f"the config store at {_hide_password(url)} (REDIS_URL or --redis-url)"
     elif found := find_running(settings.state_path):
         url = found
         where = (
@@ -44,7 +44,9 @@ def open_described_store(args: argparse.Namespace) -> Iterator[tuple[ConfigStore
     else:
         embedded = EmbeddedRedis(settings.state_path)
         url = embedded.start()
-        where = f"the config store at {url}/{settings.state_path} (an embedded Redis on that state folder)"
+        where = (
+            f"the config store at {url} (an embedded Redis started on the state folder {settings.state_path})"
+        )
     store = ConfigStore.from_url(url)
     try:
         wait_for_redis(store.redis, 10.0, "the config Redis")
