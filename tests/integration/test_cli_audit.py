@@ -98,3 +98,19 @@ def test_apps_config_changes_are_audited_once_per_change(broker_factory, store, 
     assert (entry["action"], entry["details"]) == ("config.import", f"new={key}; replaced=none")
     broker_factory(env={"COBRA_APPS_CONFIG": str(path)})  # the same file again: nothing changed
     assert len(entries(store, actor)) == 1
+
+
+def test_what_run_creates_at_first_start_is_audited(tmp_path):
+    from app.embedded_redis import find_running
+    from tests.support.processes import BrokerProcess
+
+    broker = BrokerProcess(None, tmp_path).start()
+    try:
+        store = ConfigStore.from_url(find_running(tmp_path / f"state-{broker.port}"))
+        got = [(e["action"], e["target"], e["details"]) for e in entries(store, ACTOR)]
+    finally:
+        broker.stop()
+    assert got == [
+        ("config.init", "", "apps=_admin,_health,_pubsub,_stats"),
+        ("user.create", "admin", "first_admin=True"),
+    ]
