@@ -87,7 +87,11 @@ def read_apps_yaml(text: str, *, allow_legacy_secrets: bool = False) -> ParsedAp
 def _load(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     """The document, and the line of each app key and role name; refuses duplicate keys, which plain
     YAML loading resolves silently by keeping the last one."""
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks the characters as it is made: a control character raises here already.
+        loader = yaml.SafeLoader(text)
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(f"not valid YAML: {exc}") from None
     try:
         node = loader.get_single_node()
         lines: dict[tuple[Any, ...], int] = {}

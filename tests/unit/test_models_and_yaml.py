@@ -98,6 +98,7 @@ def test_dump_is_cobra_compatible_and_round_trips():
         "apps: {'bad key': {}}",
         "apps: {k: {roles: {r: {secret: s, permissions: [nope]}}}}",
         "{{{",
+        "\x1f",
         "apps: {k: {settings: {max_connections: " + "9" * 5000 + "}}}",
         "apps: {k: {settings: {publish_rate: .inf}}}",
         "apps: {k: {settings: {republish_rules: [{expression: 'select * from a', target: a}]}}}",
