@@ -13,7 +13,8 @@ import string
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from .stream_sql import StreamFilter, compile_filter
+from .stream_sql import FilterError, StreamFilter, compile_filter
+from .stream_sql.lexer import CHANNEL, KEYWORDS, tokens
 
 PERMISSIONS: tuple[str, ...] = ("publish", "subscribe", "unsubscribe", "read", "write", "delete", "admin")
 
@@ -25,6 +26,29 @@ STATS_APP = "_stats"
 # App keys and role names travel in URLs, Redis keys and YAML: keep them to a safe alphabet.
 MAX_SETTING = 2**63  # Redis and the JSON in the store hold signed 64-bit numbers; inf/nan not at all
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+# Bounds of a role secret written by an import: below 16 characters a secret can be guessed offline from one
+# recorded handshake (the HMAC of the nonce); above 256 it is a pasted file, not a secret. Secrets already
+# stored are never refused (a broker must keep loading what it was given).
+MIN_SECRET_LENGTH = 16
+MAX_SECRET_LENGTH = 256
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why ``secret`` is refused as a new role secret (its length, never its content), or None."""
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"its secret is {len(secret)} characters, fewer than {MIN_SECRET_LENGTH}"
+    if len(secret) > MAX_SECRET_LENGTH:
+        return f"its secret is {len(secret)} characters, more than {MAX_SECRET_LENGTH}"
+    return None
+
+
+def role_warnings(role: Role) -> list[str]:
+    """What is odd but allowed about a role: a role with no permission authenticates and can do nothing."""
+    if not role.permissions:
+        return [f"role {role.name!r} has no permissions: its clients can authenticate but do nothing"]
+    return []
 
 
 def generate_secret(length: int = 32) -> str:
@@ -115,11 +139,25 @@ def compile_rule(rule: RepublishRule) -> StreamFilter:
     target. Rules are checked where they are written (CLI, panel, imports); a rule stored anyway is skipped
     by the brokers, never fatal."""
     stream_filter = compile_filter(rule.expression)
+    _refuse_keyword_channel(rule.expression)
     if not isinstance(rule.target, str) or not rule.target:
         raise ValueError("a republish rule needs a target channel")
     if rule.target == stream_filter.channel:
         raise ValueError(f"a rule cannot republish {rule.target!r} to itself")
     return stream_filter
+
+
+def _refuse_keyword_channel(expression: str) -> None:
+    """StreamSQL reads any bare word after FROM as the channel, so ``select nonsense from where`` compiles
+    to a rule on a channel named "where": for a subscriber that is their business, but a rule stored with it
+    republishes nothing, silently. Refuse a bare keyword there; a backticked one (`` `where` ``) is meant."""
+    for token in tokens(expression):
+        if token.kind == CHANNEL and not token.text.startswith("`") and token.value.upper() in KEYWORDS:
+            raise FilterError(
+                f"{token.value!r} at position {token.pos} is a StreamSQL keyword, not a channel name "
+                f"(write `{token.value}` for a channel of that name)",
+                token.pos,
+            )
 
 
 @dataclass(frozen=True)

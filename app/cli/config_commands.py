@@ -1,16 +1,19 @@
-"""``init``, ``import-config``, ``export-config``: the config store from a shell."""
+"""``init``, ``import-config``, ``export-config``, ``settings``: the config store from a shell."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from ..config_store import ConfigError, dump_apps_yaml, parse_apps_yaml
-from ..models import WELL_KNOWN_APPS
+from ..config_store import ConfigError, dump_apps_yaml, read_apps_yaml
+from ..models import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH, WELL_KNOWN_APPS
 from ..settings import settings_table
-from .common import add_store_arguments, fail, open_store
-from .ops_commands import progress
+from .audit import record, record_import
+from .errors import fail
+from .progress import progress
+from .store_access import add_store_arguments, open_store
 
 
 def register(commands: Any) -> None:
@@ -19,8 +22,22 @@ def register(commands: Any) -> None:
     add_store_arguments(init)
     init.set_defaults(handler=init_command)
 
-    imp = commands.add_parser("import-config", help="load a Cobra apps.yaml into the config store")
+    imp = commands.add_parser(
+        "import-config",
+        help="load a Cobra apps.yaml into the config store",
+        description="Load a Cobra apps.yaml: apps in the file replace apps of the same key, other apps stay. "
+        "The whole file is checked first; duplicate app keys or role names, invalid republish rules and "
+        f"secrets shorter than {MIN_SECRET_LENGTH} or longer than {MAX_SECRET_LENGTH} characters are "
+        "refused.",
+    )
     imp.add_argument("file", type=Path)
+    imp.add_argument("--check", action="store_true", help="only check the file and say what would change")
+    imp.add_argument(
+        "--allow-legacy-secrets",
+        action="store_true",
+        help=f"accept secrets shorter than {MIN_SECRET_LENGTH} or longer than {MAX_SECRET_LENGTH} characters "
+        "(each one is warned of)",
+    )
     add_store_arguments(imp)
     imp.set_defaults(handler=import_command)
 
@@ -37,7 +54,9 @@ def init_command(args: argparse.Namespace) -> int:
         if args.force:
             for key in WELL_KNOWN_APPS:
                 store.delete_app(key)
-        store.ensure_well_known_apps()
+        created = store.ensure_well_known_apps()
+        if created:
+            record(store, "config.init", apps=",".join(sorted(created)), fresh_secrets=args.force)
         apps = store.list_apps()
         print(dump_apps_yaml(apps[key] for key in WELL_KNOWN_APPS if key in apps), end="")
     return 0
@@ -46,20 +65,31 @@ def init_command(args: argparse.Namespace) -> int:
 def import_command(args: argparse.Namespace) -> int:
     try:
         text = args.file.read_text()
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         return fail(f"cannot read {args.file}: {exc}")
+    # a big apps.yaml takes seconds to parse: say what is going on, step by step
+    try:
+        with progress(f"parsing {args.file} ({len(text) / 1e6:.1f} MB)"):
+            parsed = read_apps_yaml(text, allow_legacy_secrets=args.allow_legacy_secrets)
+    except ConfigError as exc:
+        return fail(f"{args.file}: {exc}")
+    for warning in parsed.warnings:
+        print(f"warning: {args.file}: {warning}", file=sys.stderr)
+    apps = parsed.apps
     with open_store(args) as store:
-        # a big apps.yaml takes seconds to parse: say what is going on, step by step
-        try:
-            with progress(f"parsing {args.file} ({len(text) / 1e6:.1f} MB)"):
-                apps = parse_apps_yaml(text)
-        except ConfigError as exc:
-            return fail(f"{args.file}: {exc}")
-        with progress(f"writing {len(apps)} app(s) to the config store"):
-            store.put_apps(apps)
+        existing = store.list_apps()
+        if not args.check:
+            with progress(f"writing {len(apps)} app(s) to the config store"):
+                store.put_apps(apps)
+            record_import(store, apps, existing)
     keys = [app.key for app in apps]
+    new = sum(1 for key in keys if key not in existing)
+    print(f"{len(keys) - new} of them replace apps of the same key", file=sys.stderr)
     shown = ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
-    print(f"imported {len(keys)} app(s): {shown}")
+    if args.check:
+        print(f"the file is valid (nothing written): it would import {len(keys)} app(s): {shown}")
+    else:
+        print(f"imported {len(keys)} app(s): {shown}")
     return 0
 
 

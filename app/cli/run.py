@@ -11,6 +11,7 @@ from ..embedded_redis import EmbeddedRedis
 from ..logs import setup_logging
 from ..server import serve
 from ..settings import Settings, add_settings_arguments, settings_from_args
+from .audit import record
 
 log = logging.getLogger("app.run")
 
@@ -36,10 +37,18 @@ def run_command(args: argparse.Namespace) -> int:
             wait_for_redis(store.redis, settings.redis_wait_timeout, "the config Redis")
             if settings.apps_config:
                 with open(settings.apps_config) as f:
-                    keys = store.import_yaml(f.read())
+                    # Legacy secrets are accepted here (each one logged): this file is how Cobra deployments
+                    # migrate, and refusing it at start would lock their clients out; import-config refuses.
+                    keys = store.import_yaml(
+                        f.read(), actor=f"apps-config:{settings.apps_config}", allow_legacy_secrets=True
+                    )
                 log.info("loaded %d app(s) from %s", len(keys), settings.apps_config)
-            store.ensure_well_known_apps()
+            created = store.ensure_well_known_apps()
             first_admin = _ensure_first_admin(store)
+            if created:
+                record(store, "config.init", apps=",".join(sorted(created)))
+            if first_admin is not None:
+                record(store, "user.create", target=first_admin[0], first_admin=True)
         except (ConfigError, OSError) as exc:
             log.error("%s", exc)
             return 1

@@ -24,12 +24,14 @@ key                                    type     content
 ``cobra:admin:users``                  hash     user name → JSON {name, password_hash, session_epoch, ...}
 ``cobra:admin:secret_key``             string   the panel's Flask SECRET_KEY, made once, shared by all workers
 ``cobra:admin:throttle:<kind>:<id>``   string   failed logins per user name / per IP, expiring with the window
-``cobra:admin:audit``                  stream   one entry per admin change {ts, user, ip, action, app, target,
-                                                details}, capped at ``AUDIT_MAX_ENTRIES``; never a secret
+``cobra:admin:audit``                  stream   one entry per change {ts, user, ip, action, app, target,
+                                                details} from the panel, the CLI (user ``cli:<OS user>``) or
+                                                ``COBRA_APPS_CONFIG`` (``apps-config:<path>``), capped at
+                                                ``AUDIT_MAX_ENTRIES``; never a secret
 =====================================  =======  ==============================================================
 """
 
-from .apps_yaml import dump_apps_yaml, parse_apps_yaml
+from .apps_yaml import ParsedApps, dump_apps_yaml, parse_apps_yaml, read_apps_yaml
 from .schema import (
     ADMIN_USERS_KEY,
     APPS_KEY,
@@ -59,8 +61,10 @@ __all__ = [
     "ConfigError",
     "ConfigStore",
     "ConfigWatcher",
+    "ParsedApps",
     "connect",
     "dump_apps_yaml",
     "parse_apps_yaml",
+    "read_apps_yaml",
     "wait_for_redis",
 ]

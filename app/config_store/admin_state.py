@@ -4,6 +4,7 @@ audit log. Brokers never read these keys, so no write here bumps the config vers
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -77,6 +78,23 @@ class AdminState:
     def append_audit(self, entry: dict[str, str]) -> str:
         """Append one audit entry (flat strings); the oldest fall off beyond ``AUDIT_MAX_ENTRIES``."""
         return self.redis.xadd(AUDIT_KEY, entry, maxlen=AUDIT_MAX_ENTRIES, approximate=True).decode()
+
+    def record_change(
+        self, actor: str, action: str, app: str = "", target: str = "", ip: str = "-", **details: object
+    ) -> str:
+        """Append the audit entry of one change, in the shape the panel writes (``admin.context.audit``):
+        the CLI (actor ``cli:<OS user>``) and the start-up import of ``COBRA_APPS_CONFIG`` (actor
+        ``apps-config:<path>``) record their changes here too. Callers never pass a secret."""
+        entry = {
+            "ts": f"{time.time():.3f}",
+            "user": actor,
+            "ip": ip,
+            "action": action,
+            "app": app,
+            "target": target,
+            "details": "; ".join(f"{k}={v}" for k, v in details.items() if v not in (None, "")),
+        }
+        return self.append_audit(entry)
 
     def audit_entries(self, count: int, before: str | None = None) -> list[tuple[str, dict[str, str]]]:
         """Newest first: up to ``count`` entries strictly older than the entry id ``before``."""

@@ -143,11 +143,30 @@ class ConfigStore(AdminState):
                 self._commit(pipe)
         return created
 
-    def import_yaml(self, text: str) -> list[str]:
-        """Load a Cobra ``apps.yaml``; apps in the file replace same-named apps. Returns the app keys."""
-        apps = parse_apps_yaml(text)
+    def import_yaml(
+        self, text: str, *, actor: str | None = None, allow_legacy_secrets: bool = False
+    ) -> list[str]:
+        """Load a Cobra ``apps.yaml``; apps in the file replace same-named apps. Returns the app keys.
+        With ``actor``, the import is recorded in the audit log (``config.import``) under that name."""
+        apps = parse_apps_yaml(text, allow_legacy_secrets=allow_legacy_secrets)
+        existing = self.list_apps() if actor else {}
         self.put_apps(apps)
+        # A file loaded at every start changes nothing most times: only a change is worth an entry.
+        if actor and any(existing.get(app.key) != app for app in apps):
+            self.record_import(actor, apps, existing)
         return [app.key for app in apps]
+
+    def record_import(self, actor: str, apps: Iterable[App], existing: Iterable[str], ip: str = "-") -> str:
+        """The audit entry of an import, shaped like the panel's: which apps were new, which replaced."""
+        existing = set(existing)
+        keys = sorted(app.key for app in apps)
+        return self.record_change(
+            actor,
+            "config.import",
+            ip=ip,
+            new=",".join(k for k in keys if k not in existing) or "none",
+            replaced=",".join(k for k in keys if k in existing) or "none",
+        )
 
     def export_yaml(self) -> str:
         return dump_apps_yaml(self.snapshot().apps.values())

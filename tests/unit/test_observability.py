@@ -10,7 +10,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import metrics
-from app.cli.ops_commands import render
+from app.cli.monitor_command import render
 from app.logs import JsonFormatter, redact
 from app.stats import BATCH_SECONDS_BUCKETS, Stats
 

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from app.cli.shard_commands import hide_password, parse_setting
+from app.cli.app_commands import parse_setting
+from app.cli.shard_commands import hide_password
 from app.engine.republish import AppRules
 from app.engine.routes import Hold, Route
 from app.models import RepublishRule, Shard, compile_rule

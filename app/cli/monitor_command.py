@@ -1,28 +1,29 @@
-"""``monitor``: a live table of what every broker node is doing, and a progress helper for long commands.
+"""``monitor``: a live table of what every broker node is doing, until interrupted.
 
 The monitor reads the latest stats document of every live node from the config Redis
 (:func:`app.cluster.node_stats`, complete at once) or, with ``--source channel``, listens to ``/stats`` of
-app ``_stats`` on a broker like ``cobra monitor`` does (no Redis access needed).
+app ``_stats`` on a broker like ``cobra monitor`` does (no Redis access needed). Either way it rides out a
+restart of what it reads: the Redis by retrying, the broker by reconnecting (both said on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any, TextIO
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from ..client import CobraClient, CobraError
+import redis
+
 from ..cluster import NODE_TTL, node_stats
+from ..config_store import ConfigStore
 from ..models import STATS_APP
 from ..stats_publisher import STATS_CHANNEL
-from .clients import _secret as role_secret
-from .clients import add_client_arguments
-from .common import fail, open_store
+from .client_commands import Subscription, add_client_arguments, check_endpoint, role_secret
+from .errors import fail
+from .store_access import open_store
 
 Documents = dict[str, dict[str, Any]]
 
@@ -45,15 +46,15 @@ def register(commands: Any) -> None:
 
 def monitor_command(args: argparse.Namespace) -> int:
     if args.source == "channel":
+        check_endpoint(args.endpoint)
+        subscription = Subscription(args, *role_secret(args), STATS_CHANNEL)
+        subscription.open()
         try:
-            client = CobraClient(args.endpoint, args.appkey, args.rolename, role_secret(args), timeout=10)
-            client.subscribe(STATS_CHANNEL)
-        except (OSError, LookupError, CobraError) as exc:
-            return fail(str(exc))
-        with client:
-            return _loop(args, ChannelReader(client).read)
+            return _loop(args, ChannelReader(subscription).read)
+        finally:
+            subscription.close()
     with open_store(args) as store:
-        return _loop(args, lambda seconds: node_stats(store.redis))
+        return _loop(args, RedisReader(store, retry=not args.once).read)
 
 
 def _loop(args: argparse.Namespace, read: Callable[[float], Documents]) -> int:
@@ -73,16 +74,15 @@ def _loop(args: argparse.Namespace, read: Callable[[float], Documents]) -> int:
 class ChannelReader:
     """The latest document of each node, from the pushes of ``/stats``."""
 
-    def __init__(self, client: CobraClient) -> None:
-        self.client = client
+    def __init__(self, subscription: Subscription) -> None:
+        self.subscription = subscription
         self.latest: Documents = {}
 
     def read(self, seconds: float) -> Documents:
         deadline = time.monotonic() + max(seconds, 1.2)  # every node publishes once a second
         while time.monotonic() < deadline:
-            try:
-                push = self.client.next_push(timeout=max(0.05, deadline - time.monotonic()))
-            except TimeoutError:
+            push = self.subscription.next_push(max(0.05, deadline - time.monotonic()))
+            if push is None:
                 break
             if push.get("action") == "rtm/subscription/data":
                 for document in push["body"]["messages"]:
@@ -90,6 +90,31 @@ class ChannelReader:
                         self.latest[str(document["node"])] = document
         now = time.time()
         self.latest = {n: d for n, d in self.latest.items() if now - _number(d.get("ts", now)) <= NODE_TTL}
+        return self.latest
+
+
+class RedisReader:
+    """The latest document of each node, from the config Redis; while that Redis is down, the last ones."""
+
+    def __init__(self, store: ConfigStore, retry: bool = True) -> None:
+        self.store = store
+        self.retry = retry
+        self.latest: Documents = {}
+        self.failing = False
+
+    def read(self, seconds: float) -> Documents:
+        try:
+            self.latest = node_stats(self.store.redis)
+        except redis.RedisError as exc:
+            if not self.retry:
+                raise
+            if not self.failing:
+                print(f"the config Redis does not answer ({exc}); retrying…", file=sys.stderr, flush=True)
+            self.failing = True
+            return self.latest
+        if self.failing:
+            print("the config Redis answers again", file=sys.stderr, flush=True)
+        self.failing = False
         return self.latest
 
 
@@ -188,31 +213,3 @@ def _number(value: Any) -> float:
 
 def _sum(values: Any) -> float:
     return sum(_number(v) for v in _map(values).values())
-
-
-# --------------------------------------------------------------------------- progress of long commands
-@contextmanager
-def progress(label: str, stream: TextIO | None = None) -> Iterator[None]:
-    """Say what a long step is doing; on a terminal, tick the elapsed seconds while it runs."""
-    stream = stream or sys.stderr
-    started = time.monotonic()
-    done = threading.Event()
-    ticker = None
-    if stream.isatty():
-
-        def tick() -> None:
-            while not done.wait(1.0):
-                print(f"\r{label}… {time.monotonic() - started:.0f} s", end="", file=stream, flush=True)
-
-        ticker = threading.Thread(target=tick, daemon=True)
-        ticker.start()
-    else:
-        print(f"{label}…", file=stream, flush=True)
-    try:
-        yield
-    finally:
-        done.set()
-        if ticker is not None:
-            ticker.join()
-            print("\r", end="", file=stream)
-        print(f"{label}: done in {time.monotonic() - started:.1f} s", file=stream, flush=True)

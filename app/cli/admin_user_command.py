@@ -6,7 +6,9 @@ import argparse
 import getpass
 from typing import Any
 
-from .common import add_store_arguments, fail, open_store
+from .audit import record
+from .errors import fail
+from .store_access import add_store_arguments, open_store
 
 
 def register(commands: Any) -> None:
@@ -39,5 +41,6 @@ def admin_user_command(args: argparse.Namespace) -> int:
         return fail(str(exc))
     with open_store(args) as store:
         created = set_password(store, args.name, password)
+        record(store, "user.create" if created else "user.password.reset", target=args.name)
     print(f"{'created' if created else 'reset the password of'} admin user {args.name}")
     return 0

@@ -1,0 +1,178 @@
+"""``apps show|set|republish``: per-app settings and republish rules, from a shell.
+
+Every change goes through the config store, which announces it: running brokers apply it without a restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields, replace
+from typing import Any
+
+from ..config_store import ConfigError
+from ..models import App, AppSettings, RepublishRule, compile_rule
+from ..stream_sql import FilterError
+from .audit import record
+from .errors import fail
+from .store_access import add_store_arguments, open_store
+
+# The numeric per-app settings `apps set` accepts (republish rules have their own command).
+APP_SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(AppSettings) if f.name != "republish_rules")
+FLOAT_SETTINGS = frozenset({"publish_rate"})
+RESET_WORDS = frozenset({"default", "none", "null", ""})
+
+
+def register(commands: Any) -> None:
+    apps = commands.add_parser("apps", help="per-app settings: history, limits, republish rules")
+    app_commands = apps.add_subparsers(dest="apps_command", required=True, metavar="SUBCOMMAND")
+    show = app_commands.add_parser("show", help="print an app's settings")
+    show.add_argument("appkey")
+    show.set_defaults(handler=show_app)
+    setter = app_commands.add_parser(
+        "set", help="change an app's settings: key=value ... ('default' resets to the broker default)"
+    )
+    setter.add_argument("appkey")
+    setter.add_argument("pairs", nargs="+", metavar="key=value", help=", ".join(APP_SETTING_NAMES))
+    setter.set_defaults(handler=set_app)
+    republish = app_commands.add_parser("republish", help="list, add or remove an app's republish rules")
+    republish.add_argument("appkey")
+    rule_commands = republish.add_subparsers(dest="rule_command", required=True, metavar="SUBCOMMAND")
+    list_rules_parser = rule_commands.add_parser("list", help="the rules, numbered")
+    list_rules_parser.set_defaults(handler=list_rules)
+    add_rule_parser = rule_commands.add_parser(
+        "add", help='add a rule: "select ... from `source` [where ...]" TARGET'
+    )
+    add_rule_parser.add_argument("expression", help="StreamSQL; its FROM channel is the source")
+    add_rule_parser.add_argument("target", help="channel (same app) that receives the projected messages")
+    add_rule_parser.set_defaults(handler=add_rule)
+    remove_rule_parser = rule_commands.add_parser("remove", help="remove rule number N (see list)")
+    remove_rule_parser.add_argument("number", type=int)
+    remove_rule_parser.set_defaults(handler=remove_rule)
+
+    for parser in (show, setter, list_rules_parser, add_rule_parser, remove_rule_parser):
+        add_store_arguments(parser)
+
+
+def parse_setting(pair: str) -> tuple[str, int | float | None]:
+    """``"history_max_length=100"`` → (name, value); ``"name=default"`` → (name, None). Raises ValueError."""
+    name, equals, text = pair.partition("=")
+    name = name.strip().replace("-", "_")
+    if not equals:
+        raise ValueError(f"expected key=value, got {pair!r}")
+    if name not in APP_SETTING_NAMES:
+        raise ValueError(f"unknown setting {name!r}; known: {', '.join(APP_SETTING_NAMES)}")
+    text = text.strip()
+    if text.lower() in RESET_WORDS:
+        return name, None
+    kind = float if name in FLOAT_SETTINGS else int
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be {'a number' if kind is float else 'an integer'}, got {text!r}"
+        ) from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {text!r}")
+    return name, value
+
+
+def set_app(args: argparse.Namespace) -> int:
+    try:
+        changes = dict(parse_setting(pair) for pair in args.pairs)
+        replace(AppSettings(), **changes)  # validates the combination before anything is written
+    except ValueError as exc:
+        return fail(str(exc))
+    with open_store(args) as store:
+        try:
+            app = store.update_app(args.appkey, lambda a: replace(a, settings=replace(a.settings, **changes)))
+        except ConfigError as exc:
+            return fail(str(exc))
+        record(
+            store,
+            "app.settings",
+            app=app.key,
+            **{k: "default" if v is None else v for k, v in changes.items()},
+        )
+    _print_settings(app)
+    return 0
+
+
+def show_app(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        app = store.get_app(args.appkey)
+    if app is None:
+        return fail(f"no app {args.appkey!r}")
+    _print_settings(app)
+    return 0
+
+
+def _print_settings(app: App) -> None:
+    print(f"app {app.key}")
+    for name in APP_SETTING_NAMES:
+        value = getattr(app.settings, name)
+        print(f"  {name} = {'(broker default)' if value is None else value}")
+    print(f"  republish_rules = {len(app.settings.republish_rules)}")
+
+
+def list_rules(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        app = store.get_app(args.appkey)
+    if app is None:
+        return fail(f"no app {args.appkey!r}")
+    if not app.settings.republish_rules:
+        print(f"app {app.key} has no republish rules")
+    for number, rule in enumerate(app.settings.republish_rules, 1):
+        print(f"{number}. {rule.expression}  ->  {rule.target}")
+    return 0
+
+
+def add_rule(args: argparse.Namespace) -> int:
+    rule = RepublishRule(expression=args.expression, target=args.target)
+    try:
+        source = compile_rule(rule).channel
+    except FilterError as exc:
+        return fail(f"invalid StreamSQL expression: {exc}")
+    except ValueError as exc:
+        return fail(str(exc))
+
+    def append(app: App) -> App:
+        if rule in app.settings.republish_rules:
+            raise ConfigError("this rule exists already")
+        return replace(
+            app, settings=replace(app.settings, republish_rules=(*app.settings.republish_rules, rule))
+        )
+
+    with open_store(args) as store:
+        try:
+            app = store.update_app(args.appkey, append)
+        except ConfigError as exc:
+            return fail(str(exc))
+        record(store, "app.republish.add", app=app.key, target=rule.target, expression=rule.expression)
+    print(f"rule {len(app.settings.republish_rules)} added: {source} -> {rule.target}")
+    return 0
+
+
+def remove_rule(args: argparse.Namespace) -> int:
+    removed: list[RepublishRule] = []
+
+    def drop(app: App) -> App:
+        rules = list(app.settings.republish_rules)
+        if not 1 <= args.number <= len(rules):
+            raise ConfigError(f"no rule {args.number}; app {app.key} has {len(rules)} rule(s)")
+        removed[:] = [rules.pop(args.number - 1)]
+        return replace(app, settings=replace(app.settings, republish_rules=tuple(rules)))
+
+    with open_store(args) as store:
+        try:
+            store.update_app(args.appkey, drop)
+        except ConfigError as exc:
+            return fail(str(exc))
+        record(
+            store,
+            "app.republish.remove",
+            app=args.appkey,
+            target=removed[0].target,
+            expression=removed[0].expression,
+        )
+    print(f"rule {args.number} removed: {removed[0].expression}  ->  {removed[0].target}")
+    return 0
