@@ -16,6 +16,9 @@ import orjson
 from websockets.sync.client import ClientConnection, connect
 
 from .auth import compute_hash
+from .http_publisher import HttpPublisher, HttpPublishError
+
+__all__ = ["CobraClient", "CobraError", "HttpPublishError", "HttpPublisher", "endpoint_url"]
 
 
 class CobraError(Exception):

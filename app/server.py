@@ -26,6 +26,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from . import __version__, metrics
 from .broker import Broker, plain_response
 from .cluster import node_stats
+from .http_publish import PUBLISH_PATH, HttpPublishEndpoint
 from .live_tail import LiveTail
 from .logs import setup_logging
 from .settings import Settings
@@ -34,7 +35,10 @@ from .websocket import CobraWebSocketHandler, is_websocket_request
 log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-READY_PATHS = ("/ready/", "/health/ready/")
+# With and without the trailing slash: probes and people type both.
+HEALTH_PATHS = ("/health/", "/health")
+READY_PATHS = ("/ready/", "/ready", "/health/ready/", "/health/ready")
+VERSION_PATHS = ("/version/", "/version")
 
 
 class CobraApplication:
@@ -53,6 +57,7 @@ class CobraApplication:
         self._mounts: dict[str, WSGIApp] = {}
         self._http: WSGIApp = self._plain_http
         self._start_lock: gevent.lock.Semaphore | None = None
+        self.http_publish = HttpPublishEndpoint(self.broker.services)  # PROTOCOL §13
 
     def start(self) -> None:
         self.broker.start()
@@ -92,7 +97,7 @@ class CobraApplication:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         websocket = is_websocket_request(environ)
-        if path == "/health/" and not websocket and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        if path in HEALTH_PATHS and not websocket and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             return plain_response(start_response, "200 OK", "OK\n")  # liveness: no Redis access
         failure = self._ensure_started()
         if failure is not None:
@@ -104,13 +109,15 @@ class CobraApplication:
     def _plain_http(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """The broker's own HTTP paths (PROTOCOL §1): GET or HEAD only."""
         path = environ.get("PATH_INFO", "/")
+        if path == PUBLISH_PATH:
+            return self.http_publish(environ, start_response)
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return plain_response(start_response, "405 Method Not Allowed", "KO\n", [("Allow", "GET, HEAD")])
         if path in READY_PATHS:
             return self._readiness(start_response)
         if path == "/metrics":
             return self._metrics(start_response)
-        if path == "/version/":
+        if path in VERSION_PATHS:
             return plain_response(start_response, "200 OK", f"{__version__}\n")
         if path == "/":
             started = datetime.fromtimestamp(self.broker.started_at, UTC).isoformat(timespec="seconds")

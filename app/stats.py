@@ -75,14 +75,14 @@ class Stats:
         self.publish_batch_buckets = [0] * (len(BATCH_SECONDS_BUCKETS) + 1)
 
     # ------------------------------------------------------------------ hot path
-    def on_publish(self, session: Session, channels: list[str], size: int) -> None:
-        role = session.role_name or "-"
+    def on_publish(self, app_key: str, role_name: str | None, channels: list[str], size: int) -> None:
+        role = role_name or "-"
         n = len(channels)
         self.publishes += n
         self.published_total_bytes += size * n
         self.published_count[role] += n
         self.published_bytes[role] += size * n
-        prefix = session.app_key + "::"
+        prefix = app_key + "::"
         for channel in channels:
             key = (prefix + channel).encode()
             self.channel_published_count[key] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -37,19 +38,36 @@ def publish(session: Session, request: Request, services: Services, client: Clie
     limits.check_publish(session.publish_bucket, app)
     message = orjson.dumps(body["message"])
     limits.check_message_size(app, len(message))
-    app_key = session.app_key
-    policy = services.config.history_policy(app_key)
     outcome = _PublishOutcome(client, services.stats, request, channels)
+    store_publish(
+        services, session.app_key, session.role_name, channels, body["message"], message, outcome.on_result
+    )
+    return None
+
+
+def store_publish(
+    services: Services,
+    app_key: str,
+    role_name: str | None,
+    channels: list[str],
+    value: Any,
+    message: bytes,
+    on_result: Callable[[str | EngineError], None],
+) -> None:
+    """The publish path shared by WebSocket and HTTP publishes (PROTOCOL §5, §13), once permissions and
+    limits are checked: ``message`` (the JSON of ``value``) to every channel, through the app's republish
+    rules, ``on_result`` called once per channel with its position or the error that kept it out."""
+    config = services.config
+    policy = config.history_policy(app_key)
     republisher = services.republisher
-    rules = republisher.rules_for(app)  # None for an app without republish rules
+    rules = republisher.rules_for(config.apps.get(app_key))  # None for an app without republish rules
     engine = services.engine
     for channel in channels:
-        callback = outcome.on_result
+        callback = on_result
         if rules is not None:
-            callback = republisher.after_publish(rules, channel, body["message"], policy, callback)
+            callback = republisher.after_publish(rules, channel, value, policy, callback)
         engine.publish(channel_key(app_key, channel), message, policy, callback)
-    services.stats.on_publish(session, channels, len(message))
-    return None
+    services.stats.on_publish(app_key, role_name, channels, len(message))
 
 
 def _publish_channels(body: dict[str, Any]) -> list[str]:
