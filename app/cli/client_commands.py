@@ -12,11 +12,13 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from ..client import CobraClient, CobraError
+from ..client import CobraClient, CobraError, HttpPublisher, HttpPublishError
 from .errors import USAGE, CliError, explain
 from .store_access import add_store_arguments, open_described_store
 
@@ -44,6 +46,12 @@ def register(commands: Any) -> None:
     pub.add_argument("--channel", required=True)
     pub.add_argument("--data", help="one JSON message; without it, one message per line of standard input")
     pub.add_argument("--repeat", type=int, default=1, help="publish --data this many times")
+    pub.add_argument(
+        "--http",
+        action="store_true",
+        help="publish with signed HTTP requests (POST /v2/publish, up to 100 messages a request) instead of "
+        "a WebSocket; --endpoint may stay ws://HOST:PORT/v2",
+    )
     pub.set_defaults(handler=publish_command)
 
     sub = commands.add_parser(
@@ -119,20 +127,62 @@ def open_client(args: argparse.Namespace, timeout: float = 10.0) -> CobraClient:
 
 
 # --------------------------------------------------------------------------- commands
+def _messages(args: argparse.Namespace) -> Iterator[Any]:
+    lines = (
+        [args.data] * args.repeat if args.data is not None else (line for line in sys.stdin if line.strip())
+    )
+    for number, line in enumerate(lines, 1):
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"message {number} is not JSON: {exc}") from None
+
+
+def http_base(endpoint: str) -> str:
+    """``ws://host:port/v2`` → ``http://host:port`` (and wss → https): where ``POST /v2/publish`` lives."""
+    parts = urlsplit(endpoint)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}"
+
+
+HTTP_BATCH = 100  # messages per request of publish --http
+
+
+def http_publish_command(args: argparse.Namespace) -> int:
+    check_endpoint(args.endpoint)
+    secret, _origin = role_secret(args)
+    sent = 0
+    with HttpPublisher(http_base(args.endpoint), args.appkey, args.rolename, secret) as publisher:
+        batch: list[tuple[str, Any]] = []
+        for message in [*_messages(args), None]:
+            if message is not None:
+                batch.append((args.channel, message))
+                if len(batch) < HTTP_BATCH:
+                    continue
+            if not batch:
+                break
+            try:
+                results = publisher.publish_many(batch)
+            except HttpPublishError as exc:
+                raise CliError(f"HTTP publish refused: {exc}") from None
+            refused = [r for r in results if "error" in r]
+            if refused:
+                raise CliError(
+                    f"{len(refused)} message(s) refused: {refused[0]['error']} ({refused[0]['code']})"
+                )
+            sent += len(batch)
+            batch = []
+    print(f"published {sent} message(s) to {args.channel} over HTTP", file=sys.stderr)
+    return 0
+
+
 def publish_command(args: argparse.Namespace) -> int:
+    if args.http:
+        return http_publish_command(args)
     sent = 0
     with open_client(args) as client:
-        lines = (
-            [args.data] * args.repeat
-            if args.data is not None
-            else (line for line in sys.stdin if line.strip())
-        )
         started = time.monotonic()
-        for line in lines:
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CliError(f"message {sent + 1} is not JSON: {exc}") from None
+        for message in _messages(args):
             try:
                 client.publish(args.channel, message)
             except Exception as exc:

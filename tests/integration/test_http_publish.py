@@ -16,6 +16,7 @@ from app.client import CobraClient, HttpPublisher, HttpPublishError
 from app.http_signing import sign
 from app.models import App, AppSettings, Role
 from tests.conftest import TEST_APP
+from tests.integration.test_cli import cli
 from tests.support.processes import wait_until
 
 SECRET = "secret-of-pubsub-0123456789abcdef"  # tests/conftest.py: the pubsub role of TEST_APP
@@ -216,3 +217,41 @@ def test_curl_with_an_openssl_signature_publishes(broker, channel):
         env={"SECRET": SECRET, "PATH": "/usr/bin:/bin"},
     )
     assert orjson.loads(result.stdout)["channels"] == [channel], result.stderr
+
+
+def test_cli_publish_over_http_sends_every_line_in_batches(broker, connect, channel):
+    subscriber = connect()
+    subscriber.subscribe(channel)
+    lines = "".join(f"{i}\n" for i in range(150))  # two requests: 100 + 50
+    args = [
+        "--endpoint",
+        broker.endpoint,
+        "--appkey",
+        TEST_APP,
+        "--rolename",
+        "pubsub",
+        "--rolesecret",
+        SECRET,
+    ]
+    result = cli("publish", "--http", "--channel", channel, *args, stdin=lines)
+    assert result.returncode == 0, result.stderr
+    assert "published 150 message(s)" in result.stderr
+    received = [m for _ in range(150) for m in subscriber.next_push(timeout=5)["body"]["messages"]]
+    assert received == list(range(150))
+
+
+def test_cli_publish_over_http_with_a_wrong_secret_says_so_in_one_line(broker, channel):
+    args = [
+        "--endpoint",
+        broker.endpoint,
+        "--appkey",
+        TEST_APP,
+        "--rolename",
+        "pubsub",
+        "--rolesecret",
+        "x" * 20,
+    ]
+    result = cli("publish", "--http", "--channel", channel, "--data", "1", *args)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: HTTP publish refused: HTTP 401")
+    assert "Traceback" not in result.stderr
