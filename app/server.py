@@ -24,8 +24,10 @@ from gevent.pywsgi import WSGIServer
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from . import __version__, metrics
+from .bootstrap import prepare_store
 from .broker import Broker, plain_response
 from .cluster import node_stats
+from .config_store import wait_for_redis
 from .http_publish import PUBLISH_PATH, HttpPublishEndpoint
 from .live_tail import LiveTail
 from .logs import setup_logging
@@ -60,6 +62,17 @@ class CobraApplication:
         self.http_publish = HttpPublishEndpoint(self.broker.services)  # PROTOCOL §13
 
     def start(self) -> None:
+        """Prepare the config store (well-known apps, ``COBRA_APPS_CONFIG``: the same under ``python -m app
+        run`` and every gunicorn worker, see :mod:`app.bootstrap`), then start the broker."""
+        settings = self.settings
+        store = self.broker.store
+        wait_for_redis(store.redis, settings.redis_wait_timeout, "the config Redis")
+        prepare_store(store, settings.apps_config, who=f"broker:{settings.node}")
+        if not store.admin_users():
+            log.warning(
+                "the config store has no admin user yet: run `python -m app init --admin` once (with the "
+                "same REDIS_URL) to create the first one and print its password"
+            )
         self.broker.start()
 
     def shutdown(self, timeout: float = 10.0) -> None:
@@ -88,7 +101,7 @@ class CobraApplication:
         with self._start_lock:  # concurrent first requests start it once
             if not self.broker.started and not self.broker.stopping:
                 try:
-                    self.broker.start()
+                    self.start()
                 except Exception as exc:
                     log.error("cannot start the broker: %s", exc)
                     return str(exc)

@@ -19,6 +19,12 @@ from .store_access import add_store_arguments, open_store
 def register(commands: Any) -> None:
     init = commands.add_parser("init", help="create the well-known apps (_health, _pubsub, _stats, _admin)")
     init.add_argument("--force", action="store_true", help="give existing well-known apps fresh secrets")
+    init.add_argument(
+        "--admin",
+        action="store_true",
+        help="also create the admin panel's first user when there is none, and print its password once (the "
+        "first-admin step of a gunicorn deployment; `python -m app run` does it by itself)",
+    )
     add_store_arguments(init)
     init.set_defaults(handler=init_command)
 
@@ -59,7 +65,22 @@ def init_command(args: argparse.Namespace) -> int:
             record(store, "config.init", apps=",".join(sorted(created)), fresh_secrets=args.force)
         apps = store.list_apps()
         print(dump_apps_yaml(apps[key] for key in WELL_KNOWN_APPS if key in apps), end="")
+        if args.admin:
+            _init_first_admin(store)
     return 0
+
+
+def _init_first_admin(store: Any) -> None:
+    from admin.users import ensure_first_admin
+
+    first_admin = ensure_first_admin(store)
+    if first_admin is None:
+        names = ", ".join(sorted(store.admin_users()))
+        print(f"admin users exist already ({names}): none created", file=sys.stderr)
+        return
+    name, password = first_admin
+    record(store, "user.create", target=name, first_admin=True)
+    print(f"first admin user: {name} / {password}   (shown once; change it in the panel)", file=sys.stderr)
 
 
 def import_command(args: argparse.Namespace) -> int:

@@ -6,12 +6,13 @@ import argparse
 import logging
 from typing import Any
 
+from ..bootstrap import prepare_store
 from ..config_store import ConfigError, ConfigStore, wait_for_redis
 from ..embedded_redis import EmbeddedRedis
 from ..logs import setup_logging
 from ..server import serve
 from ..settings import Settings, add_settings_arguments, settings_from_args
-from .audit import record
+from .audit import cli_actor, record
 
 log = logging.getLogger("app.run")
 
@@ -35,18 +36,10 @@ def run_command(args: argparse.Namespace) -> int:
         store = ConfigStore.from_url(url)
         try:
             wait_for_redis(store.redis, settings.redis_wait_timeout, "the config Redis")
-            if settings.apps_config:
-                with open(settings.apps_config) as f:
-                    # Legacy secrets are accepted here (each one logged): this file is how Cobra deployments
-                    # migrate, and refusing it at start would lock their clients out; import-config refuses.
-                    keys = store.import_yaml(
-                        f.read(), actor=f"apps-config:{settings.apps_config}", allow_legacy_secrets=True
-                    )
-                log.info("loaded %d app(s) from %s", len(keys), settings.apps_config)
-            created = store.ensure_well_known_apps()
+            # The apps.yaml of COBRA_APPS_CONFIG and the well-known apps: prepared here, before the banner,
+            # and again (a no-op then) by the application's start, as under gunicorn.
+            prepare_store(store, settings.apps_config, who=cli_actor())
             first_admin = _ensure_first_admin(store)
-            if created:
-                record(store, "config.init", apps=",".join(sorted(created)))
             if first_admin is not None:
                 record(store, "user.create", target=first_admin[0], first_admin=True)
         except (ConfigError, OSError) as exc:
