@@ -271,7 +271,8 @@ def test_what_the_shard_stored_while_the_feed_was_cut_is_filled_in_before_newer_
 
 # --- health --------------------------------------------------------------------------------------------
 def test_shard_statuses_pings_and_drain_report_each_shard(engine, server):
-    assert engine.ping_shards(2.0) == {"s1": None}
+    # The Pub/Sub reader may still be connecting when the fixture hands the engine over.
+    wait_for(lambda: engine.ping_shards(2.0) == {"s1": None}, what="both links to connect")
     [status] = engine.shard_statuses()
     assert (status.name, status.available, status.queued) == ("s1", True, 0)
     assert engine.drain(1.0)
