@@ -25,6 +25,7 @@ from .frames import (
     text_frame_header,
 )
 from .handshake import HandshakeError, Upgrade, check_upgrade, is_websocket_request
+from .stock import StockUpgrades
 from .transport import ACCEPT_KEY, CobraWebSocketHandler, ConnectionClosed, WebSocket
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "HandshakeError",
     "MessageReader",
     "ProtocolError",
+    "StockUpgrades",
     "Upgrade",
     "WebSocket",
     "check_upgrade",

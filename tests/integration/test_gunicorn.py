@@ -1,4 +1,4 @@
-"""Many processes, one broker: real gunicorn, 2 gevent-websocket workers, one real Redis.
+"""Many processes, one broker: real gunicorn, 2 of our gevent-websocket workers, one real Redis.
 
 Each worker is a full broker node; the tests find out which worker holds a client from the handshake's
 ``node`` and check that publishes, the connection registry, disconnects and config changes cross workers.
@@ -20,7 +20,14 @@ from app.cluster import live_nodes
 from app.config_store import ConfigStore
 from app.models import App, Role
 from tests.conftest import OTHER_APP, TEST_APP
-from tests.support.gunicorn import GunicornProcess, clients_on_every_worker, gunicorn_cluster, open_client
+from tests.support.gunicorn import (
+    COBRA_WORKER,
+    STOCK_WORKER,
+    GunicornProcess,
+    clients_on_every_worker,
+    gunicorn_cluster,
+    open_client,
+)
 from tests.support.processes import free_port, wait_until
 
 WORKERS = 2
@@ -160,14 +167,17 @@ def test_config_changes_reach_every_worker(cluster, redis_node, apps, clients):
         store.delete_app(key)
 
 
-def test_the_stock_worker_command_works_without_our_config_file_and_with_preload(
+def test_our_worker_command_works_without_our_config_file_and_with_preload(
     redis_node, apps, tmp_path, clients
 ):
-    """The README's bare command (no gunicorn.conf.py), with --preload: the master imports wsgi.py but
-    holds no Redis connection; each worker starts its own broker and closes its clients with 1001."""
+    """``-k app.gunicorn_worker.CobraWorker`` without gunicorn.conf.py, with --preload: the master imports
+    wsgi.py but holds no Redis connection; each worker starts its own broker and closes its clients with
+    1001."""
     empty = tmp_path / "empty.conf.py"
     empty.write_text("")
-    server = GunicornProcess(redis_node.url, tmp_path, WORKERS, args=["--preload"], config=empty).start()
+    server = GunicornProcess(
+        redis_node.url, tmp_path, WORKERS, args=["--preload"], config=empty, worker_class=COBRA_WORKER
+    ).start()
     try:
         master = psutil.Process(server.pid)
         peers = [c.raddr.port for c in master.net_connections("tcp") if c.raddr]
@@ -183,6 +193,45 @@ def test_the_stock_worker_command_works_without_our_config_file_and_with_preload
             while True:
                 client.receive(timeout=10)
         assert closed.value.rcvd.code == 1001
+
+
+def test_the_stock_worker_command_serves_clients_without_patching(redis_node, apps, tmp_path, clients):
+    """The stock ``-k geventwebsocket.gunicorn.workers.GeventWebSocketWorker`` without our config file, with
+    --preload: its own handler upgrades, the application runs the upgraded socket with the broker's framing;
+    clients on every worker authenticate, publish and receive what the others publish."""
+    empty = tmp_path / "empty.conf.py"
+    empty.write_text("")
+    server = GunicornProcess(
+        redis_node.url,
+        tmp_path,
+        WORKERS,
+        args=["--preload", "--graceful-timeout", "2"],
+        config=empty,
+        worker_class=STOCK_WORKER,
+    ).start(brokers_ready=False)
+    try:
+        master = psutil.Process(server.pid)
+        peers = [c.raddr.port for c in master.net_connections("tcp") if c.raddr]
+        assert redis_node.port not in peers, "the master must not talk to Redis"
+        by_node = per_worker(server, apps, clients)  # connecting starts each worker's broker
+        assert {node.rsplit(":", 1)[1] for node in by_node} == {str(pid) for pid in server.worker_pids()}
+        assert all(client.ws.subprotocol == "json" for client in by_node.values())
+        channel = f"stock-{uuid.uuid4().hex[:8]}"
+        for client in by_node.values():
+            client.subscribe(channel)
+        for sender_node, sender in by_node.items():
+            assert sender.publish(channel, {"from": sender_node})["channels"] == [channel]
+            for subscriber in by_node.values():
+                assert subscriber.next_push()["body"]["messages"] == [{"from": sender_node}]
+        # the 101 is out before the broker sees the request: an unknown app key is refused by a close frame
+        with pytest.raises(ConnectionClosed) as refused:
+            CobraClient(server.endpoint, "no-such-app").receive(timeout=10)
+        assert (refused.value.rcvd.code, refused.value.rcvd.reason) == (1008, "403 Forbidden: KO")
+    finally:
+        assert server.stop() == 0
+    output = server.output()
+    assert "served by gevent-websocket's own handler" in output  # says what it lacks, and what to use
+    assert "geventwebsocket.handler" not in output  # no access lines unless asked
 
 
 def test_json_logs_from_master_and_workers(redis_node, apps, tmp_path, clients):
