@@ -112,9 +112,16 @@ def take_over_socket(sock: socket.socket, rfile: Any) -> bytes:
 def access_line(
     remote: str, request_line: str, status: str, length: int, seconds: float, problem: str = ""
 ) -> str:
-    """``127.0.0.1 "GET /health/ HTTP/1.1" 200 3 0.000108``, escaped: the request line is client input."""
-    line = f'{remote or "-"} "{printable(request_line)}" {status} {length or "-"} {seconds:.6f}'
-    return f"{line} ({printable(problem)})" if problem else line
+    """``127.0.0.1 "GET /health/ HTTP/1.1" 200 122 0.000108`` (bytes sent, headers included; seconds).
+
+    The request line is client input, read as latin-1: a real one is ASCII, so anything else (a TLS hello on
+    the plain port) is written as ``\\xNN`` escapes."""
+    line = f'{remote or "-"} "{_ascii(request_line)}" {status} {length or "-"} {seconds:.6f}'
+    return f"{line} ({_ascii(problem)})" if problem else line
+
+
+def _ascii(text: str) -> str:
+    return printable(text).encode("ascii", "backslashreplace").decode("ascii")
 
 
 class CobraWebSocketHandler(WebSocketHandler):
@@ -153,7 +160,10 @@ class CobraWebSocketHandler(WebSocketHandler):
         address = self.client_address
         remote = address[0] if isinstance(address, tuple) else str(address or "")
         status = self.status.decode("latin-1") if isinstance(self.status, bytes) else str(self.status or "")
-        code = status.split(" ", 1)[0] or "000"
+        code = status.split(" ", 1)[0]
+        if not code.isdigit():  # "socket error: ..." when the client left mid-response
+            problem = problem or status
+            code = str(abs(getattr(self, "code", 0) or 0)).zfill(3)
         seconds = max(0.0, (self.time_finish or 0.0) - (self.time_start or 0.0))
         line = access_line(remote, self.requestline or "", code, self.response_length, seconds, problem)
         access_log.info(line, extra={"remote_addr": remote, "status": code, "duration": round(seconds, 6)})

@@ -276,3 +276,34 @@ def test_plain_http_paths_are_served_by_the_workers(cluster):
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(cluster.http + "/nothing-here", timeout=10)
     assert missing.value.code == 404
+
+
+@pytest.mark.parametrize("access_log", [False, True], ids=["default", "COBRA_ACCESS_LOG"])
+def test_access_lines_only_when_asked_and_escaped(redis_node, apps, tmp_path, access_log):
+    from tests.integration.test_access_log import TLS_HELLO, send_raw
+
+    env = {"COBRA_ACCESS_LOG": "1"} if access_log else {}
+    server = GunicornProcess(redis_node.url, tmp_path, 1, env=env).start()
+    tag = uuid.uuid4().hex
+    try:
+        for path in (f"/health/?{tag}", f"/admin/static/admin.css?{tag}"):
+            with urllib.request.urlopen(server.http + path, timeout=10) as response:
+                assert response.status == 200
+                response.read()
+        client, _ = open_client(f"{server.endpoint}?{tag}", TEST_APP, "pubsub", secret(apps, "pubsub"))
+        client.close()
+        assert send_raw(server.port, TLS_HELLO).startswith(b"HTTP/1.1 400")
+    finally:
+        assert server.stop() == 0  # every line is written by then
+    output = server.output()
+    assert "\x16" not in output
+    lines = [line for line in output.splitlines() if tag in line]
+    if not access_log:
+        assert lines == []
+        assert "app.access" not in output and "geventwebsocket.handler" not in output
+        return
+    assert len(lines) == 3 and all(" app.access: " in line for line in lines), lines
+    assert [line.split('"')[1].split()[0] for line in lines] == ["GET"] * 3
+    assert [line.split('"')[2].split()[0] for line in lines] == ["200", "200", "101"]
+    (hello,) = [line for line in output.splitlines() if " app.access: " in line and '" 400 ' in line]
+    assert '"\\x16\\x03\\x01\\x02' in hello and hello.isascii()
