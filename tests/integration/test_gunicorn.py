@@ -6,6 +6,7 @@ Each worker is a full broker node; the tests find out which worker holds a clien
 
 from __future__ import annotations
 
+import signal
 import urllib.error
 import urllib.request
 import uuid
@@ -307,3 +308,21 @@ def test_access_lines_only_when_asked_and_escaped(redis_node, apps, tmp_path, ac
     assert [line.split('"')[2].split()[0] for line in lines] == ["200", "200", "101"]
     (hello,) = [line for line in output.splitlines() if " app.access: " in line and '" 400 ' in line]
     assert '"\\x16\\x03\\x01\\x02' in hello and hello.isascii()
+
+
+def test_a_quick_stop_still_closes_clients_with_1001(redis_node, apps, tmp_path):
+    """SIGINT to the master is gunicorn's quick shutdown (SIGQUIT to the workers): our worker still closes
+    its clients with 1001 and flushes, within about a second."""
+    server = GunicornProcess(redis_node.url, tmp_path, 1).start()
+    client, _ = open_client(server.endpoint, TEST_APP, "pubsub", secret(apps, "pubsub"))
+    try:
+        server.process.send_signal(signal.SIGINT)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                client.receive(timeout=10)
+        assert closed.value.rcvd.code == 1001
+        server.wait(20)
+    finally:
+        client.close()
+        server.stop()
+    assert "shutting down: publishes flushed; closing 1 connection(s) with 1001" in server.output()
