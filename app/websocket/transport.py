@@ -166,7 +166,8 @@ class CobraWebSocketHandler(WebSocketHandler):
             code = str(abs(getattr(self, "code", 0) or 0)).zfill(3)
         seconds = max(0.0, (self.time_finish or 0.0) - (self.time_start or 0.0))
         line = access_line(remote, self.requestline or "", code, self.response_length, seconds, problem)
-        access_log.info(line, extra={"remote_addr": remote, "status": code, "duration": round(seconds, 6)})
+        fields = {"remote_addr": remote, "status": code, "duration": round(seconds, 6)}  # for JSON lines
+        access_log.info("%s", line, extra=fields)
 
 
 AcceptWebSocket = Callable[[Upgrade, int, int], WebSocket]
