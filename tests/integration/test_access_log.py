@@ -3,7 +3,6 @@ never a raw byte of client input in the log (a TLS hello sent to the plain port)
 
 from __future__ import annotations
 
-import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -13,19 +12,7 @@ import pytest
 from app.client import CobraClient
 from tests.conftest import TEST_APP
 from tests.support.processes import BrokerProcess, wait_until
-
-# The start of a TLS 1.2 ClientHello: record type 0x16, version 3.1, then binary.
-TLS_HELLO = bytes.fromhex("160301020001000001fc0303") + bytes(range(32))
-
-
-def send_raw(port: int, data: bytes) -> bytes:
-    """Send bytes that are not HTTP; return what the server answered before closing."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(data)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
+from tests.support.raw_http import TLS_HELLO, send_raw
 
 
 def get(url: str) -> int:

@@ -30,6 +30,7 @@ from tests.support.gunicorn import (
     open_client,
 )
 from tests.support.processes import free_port, wait_until
+from tests.support.raw_http import TLS_HELLO, send_raw
 
 WORKERS = 2
 
@@ -281,8 +282,6 @@ def test_plain_http_paths_are_served_by_the_workers(cluster):
 
 @pytest.mark.parametrize("access_log", [False, True], ids=["default", "COBRA_ACCESS_LOG"])
 def test_access_lines_only_when_asked_and_escaped(redis_node, apps, tmp_path, access_log):
-    from tests.integration.test_access_log import TLS_HELLO, send_raw
-
     env = {"COBRA_ACCESS_LOG": "1"} if access_log else {}
     server = GunicornProcess(redis_node.url, tmp_path, 1, env=env).start()
     tag = uuid.uuid4().hex
