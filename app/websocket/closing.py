@@ -59,7 +59,11 @@ class CloseHandshake:
         return self.state is CloseState.CLOSED
 
     def timed_out(self, now: float) -> bool:
-        """Our close frame went unanswered for ``timeout`` seconds: drop the TCP connection (§7.1.1)."""
+        """Our close frame went unanswered for ``timeout`` seconds: drop the TCP connection (§7.1.1).
+
+        For a loop that polls many connections. A one-shot timer set for ``timeout`` should test
+        ``state is CloseState.CLOSING`` instead: gevent runs timers on the loop's cached clock, which can be
+        a little behind ``time.monotonic()``, so the deadline may look not quite reached when it fires."""
         return self.state is CloseState.CLOSING and self.deadline is not None and now >= self.deadline
 
     @property
