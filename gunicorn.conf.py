@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import os
 
-from app import gunicorn_hooks
 from app.logs import gunicorn_logconfig
 from app.settings import Settings
 
 _settings = Settings.from_env()
 
 # Every worker is a complete broker (WebSocket edge + engine + cluster member): gevent gives each one
-# thousands of concurrent connections, processes give it more cores. WEB_CONCURRENCY is gunicorn's own
+# thousands of concurrent connections, processes give it more cores. Our worker class is gevent-websocket's
+# with the broker's WebSocket handler and lifecycle: started after the fork (never in the master, even with
+# --preload), stopped gracefully when told (app/gunicorn_worker.py). WEB_CONCURRENCY is gunicorn's own
 # convention for the worker count; by default one worker per core.
-worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+worker_class = "app.gunicorn_worker.CobraWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
 worker_connections = 10000  # concurrent connections per worker (an idle one costs ~20 KB)
 bind = [f"{_settings.host}:{_settings.port}"]
@@ -34,20 +35,7 @@ keepalive = 5  # seconds an idle HTTP keep-alive connection (admin panel, probes
 # Long-lived WebSockets make max_requests meaningless (a worker restart drops its clients): leave it off.
 max_requests = 0
 
-# One format for gunicorn's messages and the broker's (COBRA_LOG_JSON=1 for JSON lines).
+# One format for gunicorn's messages and the broker's (COBRA_LOG_JSON=1 for JSON lines); access lines only
+# with COBRA_ACCESS_LOG=1, written by the broker's handler (gunicorn's own access log stays off).
 logconfig_dict = gunicorn_logconfig(_settings)
 loglevel = _settings.log_level.lower()
-
-
-# Lifecycle: the broker starts in each worker after the fork (never in the master, even with --preload)
-# and shuts down gracefully when the worker is told to stop.
-def post_worker_init(worker):
-    gunicorn_hooks.worker_started(worker)
-
-
-def worker_exit(server, worker):
-    gunicorn_hooks.worker_exiting(worker)
-
-
-def worker_int(worker):
-    gunicorn_hooks.worker_interrupted(worker)

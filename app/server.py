@@ -45,7 +45,7 @@ VERSION_PATHS = ("/version/", "/version")
 
 class CobraApplication:
     """The process's WSGI callable. The broker starts after the fork, in the process that serves: from the
-    gunicorn worker hooks (:mod:`app.gunicorn_hooks`), from :func:`serve`, or else on the first request. A
+    gunicorn worker class (:mod:`app.gunicorn_worker`), from :func:`serve`, or else on the first request. A
     gunicorn master that imports this (``--preload``) never holds greenlets or Redis sockets."""
 
     def __init__(self, settings: Settings, redis_url: str) -> None:
@@ -54,7 +54,6 @@ class CobraApplication:
         self.broker = Broker(settings, redis_url)
         self.admin: WSGIApp | None = None
         self.live_tail: LiveTail | None = None  # the admin panel's door to this process's engine
-        self.worker_bound = False  # set by the gunicorn hooks once they manage this process's broker
         # Plain HTTP (not an upgrade): mounted applications by path prefix, the broker's own paths else.
         self._mounts: dict[str, WSGIApp] = {}
         self._http: WSGIApp = self._plain_http

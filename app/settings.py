@@ -100,6 +100,9 @@ class Settings:
     # --- logging ---
     log_level: str = _knob("INFO", "logging level")
     log_json: bool = _knob(False, "log one JSON object per line instead of text")
+    access_log: bool = _knob(
+        False, "log one line per HTTP request and per WebSocket connection (malformed requests included)"
+    )
 
     @property
     def node(self) -> str:

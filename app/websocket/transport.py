@@ -5,10 +5,14 @@ room for a 403 on an unknown app key, nor for subprotocol and permessage-deflate
 keeps its place in gevent's WSGI server and in gunicorn's worker, but lets the application decide: it puts an
 ``accept`` callable in the environ (``cobra.websocket.accept``), and the application calls it with the 101
 headers once it has validated the request.
+
+It also writes the access lines (logger ``app.access``, one per request; a WebSocket's when the connection
+ends): gevent-websocket's own lines would go to the root logger for every request, static files included.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -16,11 +20,14 @@ from typing import Any
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
+from ..logs import ACCESS_LOGGER, printable
 from .frames import OP_TEXT, Event, MessageReader, compress_message, encode_frame
 from .handshake import DeflateParams, Upgrade, is_websocket_request
 
 ACCEPT_KEY = "cobra.websocket.accept"
 RECV_SIZE = 65536
+
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 class ConnectionClosed(Exception):
@@ -81,8 +88,46 @@ class WebSocket:
         return encode_frame(OP_TEXT, payload)
 
 
+def take_over_socket(sock: socket.socket, rfile: Any) -> bytes:
+    """Make an upgraded connection's socket the WebSocket's: return the bytes a client sent right behind its
+    handshake (they sit in the HTTP reader's buffer; taken without blocking), close that reader (its 8 KiB
+    buffer is a third of what an idle connection costs) and turn Nagle off."""
+    try:
+        sock.setblocking(False)
+        leftover = rfile.read1(RECV_SIZE) or b""
+    except OSError:
+        leftover = b""
+    finally:
+        sock.setblocking(True)
+        rfile.close()
+    try:
+        # Replies are small and must not wait for the client's next packet (Nagle + delayed ACK doubled the
+        # median publish ack latency).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass  # a Unix-domain socket (gunicorn can bind one) has no Nagle to turn off
+    return leftover
+
+
+def access_line(
+    remote: str, request_line: str, status: str, length: int, seconds: float, problem: str = ""
+) -> str:
+    """``127.0.0.1 "GET /health/ HTTP/1.1" 200 122 0.000108`` (bytes sent, headers included; seconds).
+
+    The request line is client input, read as latin-1: a real one is ASCII, so anything else (a TLS hello on
+    the plain port) is written as ``\\xNN`` escapes."""
+    line = f'{remote or "-"} "{_ascii(request_line)}" {status} {length or "-"} {seconds:.6f}'
+    return f"{line} ({_ascii(problem)})" if problem else line
+
+
+def _ascii(text: str) -> str:
+    return printable(text).encode("ascii", "backslashreplace").decode("ascii")
+
+
 class CobraWebSocketHandler(WebSocketHandler):
     """gevent-websocket's handler with the upgrade decision moved into the application."""
+
+    _bad_request = ""  # what gevent found wrong with the current request, for its access line
 
     def run_application(self) -> Any:
         if is_websocket_request(self.environ):
@@ -98,28 +143,31 @@ class CobraWebSocketHandler(WebSocketHandler):
         self.close_connection = True
         self.provided_date = True
         self.write(b"")
-        leftover = self._drain_read_buffer()
-        try:
-            # Replies are small and must not wait for the client's next packet (Nagle + delayed ACK
-            # doubled the median publish ack latency).
-            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # a Unix-domain socket (gunicorn can bind one) has no Nagle to turn off
+        leftover = take_over_socket(self.socket, self.rfile)
         return WebSocket(self.socket, upgrade, max_message_size, compress_min_size, leftover)
 
-    def _drain_read_buffer(self) -> bytes:
-        """Bytes a client sent right behind its handshake sit in the HTTP reader's buffer; take them
-        without blocking, then read the socket directly from now on. Closing the reader frees its 8 KiB
-        buffer, a third of what an idle connection costs."""
-        sock = self.socket
-        try:
-            sock.setblocking(False)
-            return self.rfile.read1(RECV_SIZE) or b""
-        except OSError:
-            return b""
-        finally:
-            sock.setblocking(True)
-            self.rfile.close()
+    def log_error(self, msg: str, *args: Any) -> None:
+        """gevent reports invalid client input here (a request line that is not HTTP, a broken chunked
+        body); it goes into that request's access line instead of a raw line of its own on stderr."""
+        # gevent's two calls pass (client_address, message): the address is on the access line already
+        self._bad_request = str(args[-1]) if args else msg
+
+    def log_request(self) -> None:
+        """The access line of the request that just ended, when the access log is on (``access_log``)."""
+        problem, self._bad_request = self._bad_request, ""
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        address = self.client_address
+        remote = address[0] if isinstance(address, tuple) else str(address or "")
+        status = self.status.decode("latin-1") if isinstance(self.status, bytes) else str(self.status or "")
+        code = status.split(" ", 1)[0]
+        if not code.isdigit():  # "socket error: ..." when the client left mid-response
+            problem = problem or status
+            code = str(abs(getattr(self, "code", 0) or 0)).zfill(3)
+        seconds = max(0.0, (self.time_finish or 0.0) - (self.time_start or 0.0))
+        line = access_line(remote, self.requestline or "", code, self.response_length, seconds, problem)
+        fields = {"remote_addr": remote, "status": code, "duration": round(seconds, 6)}  # for JSON lines
+        access_log.info("%s", line, extra=fields)
 
 
 AcceptWebSocket = Callable[[Upgrade, int, int], WebSocket]

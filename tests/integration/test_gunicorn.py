@@ -1,4 +1,4 @@
-"""Many processes, one broker: real gunicorn, 2 gevent-websocket workers, one real Redis.
+"""Many processes, one broker: real gunicorn, 2 of our gevent-websocket workers, one real Redis.
 
 Each worker is a full broker node; the tests find out which worker holds a client from the handshake's
 ``node`` and check that publishes, the connection registry, disconnects and config changes cross workers.
@@ -6,6 +6,7 @@ Each worker is a full broker node; the tests find out which worker holds a clien
 
 from __future__ import annotations
 
+import signal
 import urllib.error
 import urllib.request
 import uuid
@@ -20,8 +21,16 @@ from app.cluster import live_nodes
 from app.config_store import ConfigStore
 from app.models import App, Role
 from tests.conftest import OTHER_APP, TEST_APP
-from tests.support.gunicorn import GunicornProcess, clients_on_every_worker, gunicorn_cluster, open_client
+from tests.support.gunicorn import (
+    COBRA_WORKER,
+    STOCK_WORKER,
+    GunicornProcess,
+    clients_on_every_worker,
+    gunicorn_cluster,
+    open_client,
+)
 from tests.support.processes import free_port, wait_until
+from tests.support.raw_http import TLS_HELLO, send_raw
 
 WORKERS = 2
 
@@ -160,14 +169,17 @@ def test_config_changes_reach_every_worker(cluster, redis_node, apps, clients):
         store.delete_app(key)
 
 
-def test_the_stock_worker_command_works_without_our_config_file_and_with_preload(
+def test_our_worker_command_works_without_our_config_file_and_with_preload(
     redis_node, apps, tmp_path, clients
 ):
-    """The README's bare command (no gunicorn.conf.py), with --preload: the master imports wsgi.py but
-    holds no Redis connection; each worker starts its own broker and closes its clients with 1001."""
+    """``-k app.gunicorn_worker.CobraWorker`` without gunicorn.conf.py, with --preload: the master imports
+    wsgi.py but holds no Redis connection; each worker starts its own broker and closes its clients with
+    1001."""
     empty = tmp_path / "empty.conf.py"
     empty.write_text("")
-    server = GunicornProcess(redis_node.url, tmp_path, WORKERS, args=["--preload"], config=empty).start()
+    server = GunicornProcess(
+        redis_node.url, tmp_path, WORKERS, args=["--preload"], config=empty, worker_class=COBRA_WORKER
+    ).start()
     try:
         master = psutil.Process(server.pid)
         peers = [c.raddr.port for c in master.net_connections("tcp") if c.raddr]
@@ -183,6 +195,45 @@ def test_the_stock_worker_command_works_without_our_config_file_and_with_preload
             while True:
                 client.receive(timeout=10)
         assert closed.value.rcvd.code == 1001
+
+
+def test_the_stock_worker_command_serves_clients_without_patching(redis_node, apps, tmp_path, clients):
+    """The stock ``-k geventwebsocket.gunicorn.workers.GeventWebSocketWorker`` without our config file, with
+    --preload: its own handler upgrades, the application runs the upgraded socket with the broker's framing;
+    clients on every worker authenticate, publish and receive what the others publish."""
+    empty = tmp_path / "empty.conf.py"
+    empty.write_text("")
+    server = GunicornProcess(
+        redis_node.url,
+        tmp_path,
+        WORKERS,
+        args=["--preload", "--graceful-timeout", "2"],
+        config=empty,
+        worker_class=STOCK_WORKER,
+    ).start(brokers_ready=False)
+    try:
+        master = psutil.Process(server.pid)
+        peers = [c.raddr.port for c in master.net_connections("tcp") if c.raddr]
+        assert redis_node.port not in peers, "the master must not talk to Redis"
+        by_node = per_worker(server, apps, clients)  # connecting starts each worker's broker
+        assert {node.rsplit(":", 1)[1] for node in by_node} == {str(pid) for pid in server.worker_pids()}
+        assert all(client.ws.subprotocol == "json" for client in by_node.values())
+        channel = f"stock-{uuid.uuid4().hex[:8]}"
+        for client in by_node.values():
+            client.subscribe(channel)
+        for sender_node, sender in by_node.items():
+            assert sender.publish(channel, {"from": sender_node})["channels"] == [channel]
+            for subscriber in by_node.values():
+                assert subscriber.next_push()["body"]["messages"] == [{"from": sender_node}]
+        # the 101 is out before the broker sees the request: an unknown app key is refused by a close frame
+        with pytest.raises(ConnectionClosed) as refused:
+            CobraClient(server.endpoint, "no-such-app").receive(timeout=10)
+        assert (refused.value.rcvd.code, refused.value.rcvd.reason) == (1008, "403 Forbidden: KO")
+    finally:
+        assert server.stop() == 0
+    output = server.output()
+    assert "served by gevent-websocket's own handler" in output  # says what it lacks, and what to use
+    assert "geventwebsocket.handler" not in output  # no access lines unless asked
 
 
 def test_json_logs_from_master_and_workers(redis_node, apps, tmp_path, clients):
@@ -227,3 +278,50 @@ def test_plain_http_paths_are_served_by_the_workers(cluster):
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(cluster.http + "/nothing-here", timeout=10)
     assert missing.value.code == 404
+
+
+@pytest.mark.parametrize("access_log", [False, True], ids=["default", "COBRA_ACCESS_LOG"])
+def test_access_lines_only_when_asked_and_escaped(redis_node, apps, tmp_path, access_log):
+    env = {"COBRA_ACCESS_LOG": "1"} if access_log else {}
+    server = GunicornProcess(redis_node.url, tmp_path, 1, env=env).start()
+    tag = uuid.uuid4().hex
+    try:
+        for path in (f"/health/?{tag}", f"/admin/static/admin.css?{tag}"):
+            with urllib.request.urlopen(server.http + path, timeout=10) as response:
+                assert response.status == 200
+                response.read()
+        client, _ = open_client(f"{server.endpoint}?{tag}", TEST_APP, "pubsub", secret(apps, "pubsub"))
+        client.close()
+        assert send_raw(server.port, TLS_HELLO).startswith(b"HTTP/1.1 400")
+    finally:
+        assert server.stop() == 0  # every line is written by then
+    output = server.output()
+    assert "\x16" not in output
+    lines = [line for line in output.splitlines() if tag in line]
+    if not access_log:
+        assert lines == []
+        assert "app.access" not in output and "geventwebsocket.handler" not in output
+        return
+    assert len(lines) == 3 and all(" app.access: " in line for line in lines), lines
+    assert [line.split('"')[1].split()[0] for line in lines] == ["GET"] * 3
+    assert [line.split('"')[2].split()[0] for line in lines] == ["200", "200", "101"]
+    (hello,) = [line for line in output.splitlines() if " app.access: " in line and '" 400 ' in line]
+    assert '"\\x16\\x03\\x01\\x02' in hello and hello.isascii()
+
+
+def test_a_quick_stop_still_closes_clients_with_1001(redis_node, apps, tmp_path):
+    """SIGINT to the master is gunicorn's quick shutdown (SIGQUIT to the workers): our worker still closes
+    its clients with 1001 and flushes, within about a second."""
+    server = GunicornProcess(redis_node.url, tmp_path, 1).start()
+    client, _ = open_client(server.endpoint, TEST_APP, "pubsub", secret(apps, "pubsub"))
+    try:
+        server.process.send_signal(signal.SIGINT)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                client.receive(timeout=10)
+        assert closed.value.rcvd.code == 1001
+        server.wait(20)
+    finally:
+        client.close()
+        server.stop()
+    assert "shutting down: publishes flushed; closing 1 connection(s) with 1001" in server.output()

@@ -15,7 +15,9 @@ from tests.support.gunicorn import GunicornProcess
 from tests.support.processes import RedisProcess
 
 SECRET = "migrated-secret-0123456789abcdef"
-APPS_YAML = f"apps:\n  migrated:\n    roles:\n      game: {{secret: {SECRET}, permissions: [publish, subscribe]}}\n"
+APPS_YAML = (
+    f"apps:\n  migrated:\n    roles:\n      game: {{secret: {SECRET}, permissions: [publish, subscribe]}}\n"
+)
 
 pytestmark = pytest.mark.slow
 

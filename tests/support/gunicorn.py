@@ -1,4 +1,4 @@
-"""A real gunicorn master with gevent-websocket workers serving ``wsgi:application``, for the tests."""
+"""A real gunicorn master with gevent workers serving ``wsgi:application``, for the tests."""
 
 from __future__ import annotations
 
@@ -20,12 +20,14 @@ from app.models import App
 from tests.support.processes import ROOT, RedisProcess, free_port, wait_http_ok
 
 STOCK_WORKER = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+COBRA_WORKER = "app.gunicorn_worker.CobraWorker"
 
 
 class GunicornProcess:
     """``gunicorn -c <config> -w N -b 127.0.0.1:<port> wsgi:application`` with its output in a file.
 
-    ``config`` is ``gunicorn.conf.py`` by default; pass an empty file to run the bare stock command."""
+    ``config`` is ``gunicorn.conf.py`` by default (its worker class is ours); pass an empty file and a
+    ``worker_class`` (``-k``) to run a bare command, e.g. the stock gevent-websocket worker."""
 
     def __init__(
         self,
@@ -35,6 +37,7 @@ class GunicornProcess:
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         config: Path | None = None,
+        worker_class: str | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.port = free_port()
@@ -43,6 +46,7 @@ class GunicornProcess:
         self.extra_env = env or {}
         self.args = args or []
         self.config = config or ROOT / "gunicorn.conf.py"
+        self.worker_class = worker_class
         self.process: subprocess.Popen | None = None
 
     @property
@@ -68,7 +72,8 @@ class GunicornProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         command = [
             *(sys.executable, "-m", "gunicorn", "-c", str(self.config)),
-            *("-k", STOCK_WORKER, "-w", str(self.workers), "--worker-connections", "1000"),
+            *(("-k", self.worker_class) if self.worker_class else ()),
+            *("-w", str(self.workers), "--worker-connections", "1000"),
             *("-b", f"127.0.0.1:{self.port}", "--no-control-socket", *self.args, "wsgi:application"),
         ]
         self.process = subprocess.Popen(
@@ -76,13 +81,14 @@ class GunicornProcess:
         )
         return self
 
-    def start(self, timeout: float = 60.0) -> GunicornProcess:
-        """Launch and wait until every worker's broker logged that it is ready."""
+    def start(self, timeout: float = 60.0, brokers_ready: bool = True) -> GunicornProcess:
+        """Launch and wait until gunicorn answers and (``brokers_ready``) every worker's broker logged that
+        it is ready. Under the stock worker a broker starts on its worker's first request: pass False."""
         self.launch()
         try:
             wait_http_ok(self.http + "/health/", timeout, self.process)
             deadline = time.monotonic() + timeout
-            while self.output().count("ready (config version") < self.workers:
+            while brokers_ready and self.output().count("ready (config version") < self.workers:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("workers not ready")
                 time.sleep(0.05)
