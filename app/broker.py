@@ -36,7 +36,15 @@ from .session import Session
 from .settings import Settings
 from .stats import Stats
 from .stats_publisher import StatsPublisher
-from .websocket import ACCEPT_KEY, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, HandshakeError, check_upgrade
+from .websocket import (
+    ACCEPT_KEY,
+    CLOSE_NORMAL,
+    CLOSE_POLICY_VIOLATION,
+    HandshakeError,
+    KeepaliveAction,
+    check_upgrade,
+    poll_interval,
+)
 
 log = logging.getLogger(__name__)
 
@@ -316,21 +324,20 @@ class Broker:
             conn.close(CLOSE_NORMAL, "closed by admin")
 
     def _keepalive(self) -> None:
-        """Ping clients that went quiet; drop those that stay silent (PROTOCOL §1, "Better")."""
-        interval, timeout = self.settings.ping_interval, self.settings.ping_timeout
-        tick = max(0.05, min(interval, timeout) / 4)
+        """Ping clients that went quiet; drop those that stay silent (PROTOCOL §1, "Better"). When to do
+        which is each connection's :class:`~app.websocket.Keepalive`; this loop only acts on it."""
+        tick = poll_interval(self.settings.ping_interval, self.settings.ping_timeout)
         while True:
             gevent.sleep(tick)
             now = time.monotonic()
             for conn in list(self.connections.values()):
-                silent = now - conn.last_received
-                if silent > interval + timeout and conn.ping_sent:
+                action = conn.keepalive.poll(now)
+                if action is KeepaliveAction.PING:
+                    conn.send_ping()
+                elif action is KeepaliveAction.DROP:
                     log.info(
                         "connection %s: no answer to ping; dropping",
                         conn.id,
                         extra={"connection_id": conn.id},
                     )
                     conn.abort()
-                elif silent > interval and not conn.ping_sent:
-                    conn.ping_sent = True
-                    conn.send_ping()

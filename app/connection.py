@@ -32,12 +32,13 @@ from .websocket import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    CloseHandshake,
+    CloseState,
     ConnectionClosed,
+    Keepalive,
     ProtocolError,
     WebSocket,
-    encode_close,
     encode_frame,
-    parse_close_payload,
     text_frame_header,
 )
 
@@ -47,12 +48,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLOSE_TIMEOUT = 2.0  # seconds we wait for the client's close frame after sending ours (RFC 6455 §7.1.1)
+# Seconds the writer may take to get what is queued (our close frame included) onto a slow socket.
+FLUSH_TIMEOUT = 2.0
 # A writer greenlet costs ~11 KiB while parked: it ends after this long without anything to write and is
 # started again by the next frame, so idle connections cost no writer at all.
 WRITER_IDLE_TIMEOUT = 5.0
 PUSH_HEAD_SIZE = len(PUSH_HEAD)
-CLOSE_NO_STATUS = 1005  # "no status code" in a close frame: reported, never sent (RFC 6455 §7.4.1)
 
 
 class FlushQueue:
@@ -99,10 +100,9 @@ class Connection:
         "_quiesced",
         "_wake",
         "_writer",
-        "close_code",
+        "handshake",
         "id",
-        "last_received",
-        "ping_sent",
+        "keepalive",
         "services",
         "session",
         "ws",
@@ -122,9 +122,12 @@ class Connection:
         self.id = session.id
         self._flush_queue = flush_queue
         self._on_closed = on_closed  # once the reader loop ended: the broker forgets the connection
-        self.last_received = time.monotonic()
-        self.ping_sent = False
-        self.close_code: int | None = None
+        settings = services.config.settings
+        # The RFC 6455 closing handshake and the ping timing, as sans-I/O state machines; this class does
+        # the I/O they ask for. ``_closing`` mirrors "our close frame is queued or the socket is gone" for
+        # the hot path (one attribute test per push instead of a property call).
+        self.handshake = CloseHandshake()
+        self.keepalive = Keepalive(settings.ping_interval, settings.ping_timeout, time.monotonic())
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._wake = Event()
@@ -134,7 +137,7 @@ class Connection:
         self._flush_scheduled = False
         self._queue_limit = services.limits.send_queue_limit(session.app)
         # Pushes at least this big are compressed (when deflate was agreed); None = never.
-        self._compress_from = services.config.settings.deflate_min_size if ws.deflate is not None else None
+        self._compress_from = settings.deflate_min_size if ws.deflate is not None else None
         # Non-blocking writes from the event loop need a plain socket; TLS goes through the writer greenlet.
         self._direct = not isinstance(ws.socket, SSLSocket)
 
@@ -171,8 +174,7 @@ class Connection:
                 break
             except ConnectionClosed:
                 return
-            self.last_received = time.monotonic()
-            self.ping_sent = False
+            self.keepalive.received(time.monotonic())
             for opcode, payload in events:
                 if opcode in (OP_TEXT, OP_BINARY):
                     # After our close frame data is ignored (RFC 6455 §1.4); while the server shuts down,
@@ -188,26 +190,27 @@ class Connection:
         self._await_close()
 
     def _on_close_frame(self, payload: bytes) -> None:
-        try:
-            code, _reason = parse_close_payload(payload)
-        except ProtocolError as exc:
-            code = exc.code
-        if not self._closing:
-            # Echo the code (RFC 6455 §5.5.1); 1005 "no status" is not sendable, answer 1000.
-            self.close(CLOSE_NORMAL if code == CLOSE_NO_STATUS else code)
+        """The client closes (first, or answering ours): the handshake says what to echo (§5.5.1)."""
+        answer = self.handshake.receive_close(payload)
+        if answer is not None:
+            self._enqueue(answer)
+        self._closing = True
         self._flush_and_stop_writer()
 
     def _await_close(self) -> None:
-        """After sending our close frame, read until the client's close frame or the timeout."""
+        """After sending our close frame, read until the client's close frame or the handshake's deadline."""
         self._flush_and_stop_writer()
-        with gevent.Timeout(CLOSE_TIMEOUT, False):
-            while True:
+        handshake = self.handshake
+        remaining = (handshake.deadline or 0.0) - time.monotonic()
+        with gevent.Timeout(max(0.0, remaining), False):
+            while not handshake.closed:
                 try:
                     events = self.ws.receive()
                 except (ConnectionClosed, ProtocolError):
                     return
-                if any(opcode == OP_CLOSE for opcode, _ in events):
-                    return
+                for opcode, payload in events:
+                    if opcode == OP_CLOSE:
+                        handshake.receive_close(payload)
 
     # ------------------------------------------------------------------ sending
     # Frames are queued, then written by one non-blocking send when the greenlet that queued them yields
@@ -312,7 +315,7 @@ class Connection:
         except OSError:
             self.abort()
 
-    def _flush_and_stop_writer(self, timeout: float = CLOSE_TIMEOUT) -> None:
+    def _flush_and_stop_writer(self, timeout: float = FLUSH_TIMEOUT) -> None:
         writer = self._writer
         if writer is None and self._queue:
             writer = self._writer = gevent.spawn(self._write_loop)
@@ -324,16 +327,27 @@ class Connection:
 
     def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Start the closing handshake: our close frame goes after everything already queued."""
-        if self._closing:
-            return
-        self.close_code = code
-        self._enqueue(encode_close(code, reason))
+        frame = self.handshake.send_close(code, reason, now=time.monotonic())
+        if frame is None:
+            return  # already closing or closed
+        self._enqueue(frame)
         self._closing = True
-        # A client that never answers our close frame (or never reads) is cut off after a while.
-        gevent.spawn_later(CLOSE_TIMEOUT * 2, self.abort)
+        # A client that never answers our close frame (or never reads) is cut off at the deadline. The
+        # timer tests the state, not the clock: gevent's timers run on the loop's cached time.
+        gevent.spawn_later(self.handshake.timeout, self._abort_if_unanswered)
+
+    def _abort_if_unanswered(self) -> None:
+        if self.handshake.state is CloseState.CLOSING:
+            self.abort()
+
+    @property
+    def close_code(self) -> int | None:
+        """The code of the close frame we sent, if any."""
+        return self.handshake.sent_code
 
     def abort(self) -> None:
         """Drop the TCP connection now (a dead or hopelessly slow client)."""
+        self.handshake.abort()
         self._closing = True
         try:
             self.ws.socket.shutdown(2)
@@ -350,6 +364,7 @@ class Connection:
 
     # ------------------------------------------------------------------ end
     def _cleanup(self) -> None:
+        self.handshake.connection_lost()
         self._closing = True
         try:
             drop_subscriptions(self.session, self.services.engine)  # nothing is sent here any more
