@@ -11,13 +11,15 @@ worker starts its own broker after the fork (app/gunicorn_worker.py).
 
 gunicorn's stock ``-k geventwebsocket.gunicorn.workers.GeventWebSocketWorker`` serves this too, without any
 patching: its handler upgrades by itself, and :class:`StockUpgrades` runs the upgraded socket with the
-broker's framing (the broker then starts on the first request, and there is no graceful 1001 shutdown).
+broker's framing, and the broker gets the same start after the fork and graceful 1001 shutdown
+(``adopt_stock_worker``); only permessage-deflate and HTTP refusals before the 101 need our worker class.
 """
 
 from __future__ import annotations
 
 import logging
 
+from app.gunicorn_worker import adopt_stock_worker
 from app.logs import setup_logging
 from app.server import create_application
 from app.settings import Settings
@@ -32,5 +34,10 @@ if not settings.redis_url:
 if not logging.getLogger().handlers:  # gunicorn.conf.py configures logging; without it, do it here
     setup_logging(settings)
 
+broker_application = create_application(settings, settings.redis_url)
+# Under the stock GeventWebSocketWorker (no gunicorn.conf.py): the same start-up and graceful stop as ours.
+adopt_stock_worker(broker_application)
 # CobraWorker serves the application inside; the wrapper is for gevent-websocket's own handler.
-application = StockUpgrades(create_application(settings, settings.redis_url))
+application = StockUpgrades(
+    broker_application, on_first_request=lambda: adopt_stock_worker(broker_application)
+)

@@ -14,14 +14,17 @@ the broker's lifecycle around its run loop:
   clients with 1001, leave the cluster) as soon as it drops; the process exits only once that is over.
 - **quick stop** (SIGINT/SIGQUIT): clients closed and publishes flushed within a second, then out.
 
-``gunicorn.conf.py`` names this class; the stock ``GeventWebSocketWorker`` also serves ``wsgi:application``
-(see :mod:`app.websocket.stock`), without this lifecycle.
+``gunicorn.conf.py`` names this class. The stock ``GeventWebSocketWorker`` also serves ``wsgi:application``
+(see :mod:`app.websocket.stock`) with the same start and graceful stop (:func:`adopt_stock_worker`), but
+without our handler: no permessage-deflate, and refusals after the 101 as close frames.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +68,48 @@ def listening_port(sockets: Any) -> int | None:
     return None
 
 
+class BrokerLifecycle:
+    """The broker's life inside one gunicorn worker: started after the fork, stopped gracefully when
+    gunicorn clears the worker's ``alive`` flag, and finished before the process exits."""
+
+    def __init__(self, worker: Any, application: CobraApplication) -> None:
+        self.worker = worker
+        self.application = application
+
+    def start(self) -> None:
+        application, worker = self.application, self.worker
+        port = listening_port(worker.sockets)
+        if port is not None:
+            application.bind_port(port)
+        settings = application.settings
+        if settings.node_name and worker.cfg.workers > 1:
+            # one name shared by several workers would merge their connection registries: keep them apart
+            application.settings = settings.replace(node_name=f"{settings.node_name}:{os.getpid()}")
+            application.broker.settings = application.settings
+        try:
+            application.start()
+        except Exception as exc:
+            log.error("worker %d cannot start the broker: %s", os.getpid(), exc)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+        gevent.spawn(self.watch)
+
+    def shutdown_timeout(self) -> float:
+        # leave gunicorn's master a margin before it sends SIGKILL at graceful_timeout
+        return max(1.0, float(self.worker.cfg.graceful_timeout) - 2.0)
+
+    def watch(self) -> None:
+        """Until gunicorn clears ``alive`` (its SIGTERM handler), then the graceful shutdown."""
+        while self.worker.alive:
+            gevent.sleep(ALIVE_CHECK_INTERVAL)
+        log.info("worker %d is stopping", os.getpid())
+        self.application.shutdown(self.shutdown_timeout())
+
+    def finish(self) -> None:
+        """The run loop is over: finish the shutdown before the process exits (or wait for it)."""
+        if self.application.broker.started:
+            self.application.shutdown(self.shutdown_timeout())
+
+
 class CobraWorker(GeventWebSocketWorker):
     wsgi_handler = CobraWebSocketHandler
 
@@ -81,43 +126,12 @@ class CobraWorker(GeventWebSocketWorker):
         if self.application is None:  # some other WSGI app: nothing of ours to run around it
             super().run()
             return
-        self._start_broker(self.application)
+        lifecycle = BrokerLifecycle(self, self.application)
+        lifecycle.start()
         try:
             super().run()
         finally:
-            self._finish_shutdown()
-
-    def _start_broker(self, application: CobraApplication) -> None:
-        port = listening_port(self.sockets)
-        if port is not None:
-            application.bind_port(port)
-        settings = application.settings
-        if settings.node_name and self.cfg.workers > 1:
-            # one name shared by several workers would merge their connection registries: keep them apart
-            application.settings = settings.replace(node_name=f"{settings.node_name}:{os.getpid()}")
-            application.broker.settings = application.settings
-        try:
-            application.start()
-        except Exception as exc:
-            log.error("worker %d cannot start the broker: %s", os.getpid(), exc)
-            sys.exit(Arbiter.WORKER_BOOT_ERROR)
-        gevent.spawn(self._shutdown_when_told, application)
-
-    def _shutdown_timeout(self) -> float:
-        # leave gunicorn's master a margin before it sends SIGKILL at graceful_timeout
-        return max(1.0, float(self.cfg.graceful_timeout) - 2.0)
-
-    def _shutdown_when_told(self, application: CobraApplication) -> None:
-        while self.alive:
-            gevent.sleep(ALIVE_CHECK_INTERVAL)
-        log.info("worker %d is stopping", os.getpid())
-        application.shutdown(self._shutdown_timeout())
-
-    def _finish_shutdown(self) -> None:
-        """The run loop is over: finish the shutdown before the process exits (or wait for it)."""
-        application = self.application
-        if application is not None and application.broker.started:
-            application.shutdown(self._shutdown_timeout())
+            lifecycle.finish()
 
     def handle_quit(self, sig: int, frame: Any) -> None:
         # a signal handler: the blocking part goes to a greenlet, as gunicorn's gevent worker does
@@ -129,3 +143,30 @@ class CobraWorker(GeventWebSocketWorker):
         if application is not None and application.broker.started:
             application.shutdown(QUICK_SHUTDOWN_TIMEOUT)
         Worker.handle_quit(self, sig, frame)  # gunicorn's worker_int hook, then exit
+
+
+def adopt_stock_worker(application: CobraApplication) -> bool:
+    """Give the broker its lifecycle under a gunicorn worker that is not ours (the stock
+    ``GeventWebSocketWorker`` started without our config file), without patching any class.
+
+    gunicorn loads the application in the worker after installing the worker's signal handlers, so the
+    SIGTERM handler is the bound ``handle_exit`` of the worker now loading us: that is how we find it. The
+    broker then starts from a greenlet as soon as the worker's loop runs (before any client needs it), stops
+    gracefully when ``alive`` drops, and the process waits for that at exit. In the master (``--preload``) or
+    outside gunicorn there is no worker to find: the broker starts on the first request, as before.
+    """
+    handler = signal.getsignal(signal.SIGTERM)
+    worker = getattr(handler, "__self__", None)
+    if not isinstance(worker, Worker) or isinstance(worker, CobraWorker) or _adopted.get(os.getpid()):
+        return False
+    _adopted[os.getpid()] = True
+    lifecycle = BrokerLifecycle(worker, application)
+    if application.broker.started:  # adopted at a first request: only the stop is left to arrange
+        gevent.spawn(lifecycle.watch)
+    else:
+        gevent.spawn(lifecycle.start)
+    atexit.register(lifecycle.finish)
+    return True
+
+
+_adopted: dict[int, bool] = {}  # by pid: a --preload master's flag must not carry over to its workers

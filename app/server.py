@@ -62,7 +62,15 @@ class CobraApplication:
 
     def start(self) -> None:
         """Prepare the config store (well-known apps, ``COBRA_APPS_CONFIG``: the same under ``python -m app
-        run`` and every gunicorn worker, see :mod:`app.bootstrap`), then start the broker."""
+        run`` and every gunicorn worker, see :mod:`app.bootstrap`), then start the broker. Once: callers
+        racing each other (a worker's lifecycle and a first request) wait for the first one."""
+        if self._start_lock is None:
+            self._start_lock = gevent.lock.Semaphore()
+        with self._start_lock:
+            if not self.broker.started:
+                self._start()
+
+    def _start(self) -> None:
         settings = self.settings
         store = self.broker.store
         wait_for_redis(store.redis, settings.redis_wait_timeout, "the config Redis")
@@ -95,15 +103,12 @@ class CobraApplication:
         when it cannot start."""
         if self.broker.started:
             return None
-        if self._start_lock is None:
-            self._start_lock = gevent.lock.Semaphore()
-        with self._start_lock:  # concurrent first requests start it once
-            if not self.broker.started and not self.broker.stopping:
-                try:
-                    self.start()
-                except Exception as exc:
-                    log.error("cannot start the broker: %s", exc)
-                    return str(exc)
+        if not self.broker.stopping:
+            try:
+                self.start()  # concurrent first requests start it once
+            except Exception as exc:
+                log.error("cannot start the broker: %s", exc)
+                return str(exc)
         return None if self.broker.started else "the broker is stopping"
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

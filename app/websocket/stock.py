@@ -68,15 +68,21 @@ def adopt(stock: Any, upgrade: Upgrade, max_message_size: int, compress_min_size
 class StockUpgrades:
     """WSGI middleware: run connections that gevent-websocket's handler already upgraded (see above)."""
 
-    def __init__(self, application: WSGIApp) -> None:
+    def __init__(self, application: WSGIApp, on_first_request: Callable[[], object] | None = None) -> None:
         self.application = application
         self._told = False
+        # Run once, in the serving process, at its first request of any kind (the stock worker's lifecycle
+        # is adopted there when the application was loaded in the master, with --preload).
+        self._on_first_request = on_first_request
 
     def app_protocol(self, path: str) -> str:
         """gevent-websocket asks its application which subprotocol to select when the client offers it."""
         return SUBPROTOCOL
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if self._on_first_request is not None:
+            first, self._on_first_request = self._on_first_request, None
+            first()
         stock = environ.get(STOCK_WEBSOCKET_KEY)
         if stock is None or ACCEPT_KEY in environ:
             return self.application(environ, start_response)
@@ -84,9 +90,9 @@ class StockUpgrades:
             self._told = True
             log.warning(
                 "served by gevent-websocket's own handler (the stock gunicorn worker): "
-                "no permessage-deflate, refusals come as close frames after the 101, "
-                "the broker starts on the first request and does not close clients with 1001 on shutdown; "
-                "use -k app.gunicorn_worker.CobraWorker (gunicorn.conf.py names it) for all of it"
+                "no permessage-deflate, refusals come as close frames after the 101 (and with --preload the "
+                "broker starts on the first request); use -k app.gunicorn_worker.CobraWorker "
+                "(gunicorn.conf.py names it) for all of it"
             )
         adopted: list[WebSocket] = []
 

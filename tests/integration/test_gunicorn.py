@@ -200,7 +200,8 @@ def test_our_worker_command_works_without_our_config_file_and_with_preload(
 def test_the_stock_worker_command_serves_clients_without_patching(redis_node, apps, tmp_path, clients):
     """The stock ``-k geventwebsocket.gunicorn.workers.GeventWebSocketWorker`` without our config file, with
     --preload: its own handler upgrades, the application runs the upgraded socket with the broker's framing;
-    clients on every worker authenticate, publish and receive what the others publish."""
+    clients on every worker authenticate, publish and receive what the others publish, and are closed with
+    1001 when gunicorn stops."""
     empty = tmp_path / "empty.conf.py"
     empty.write_text("")
     server = GunicornProcess(
@@ -231,9 +232,36 @@ def test_the_stock_worker_command_serves_clients_without_patching(redis_node, ap
         assert (refused.value.rcvd.code, refused.value.rcvd.reason) == (1008, "403 Forbidden: KO")
     finally:
         assert server.stop() == 0
+    for client in by_node.values():  # the graceful stop of our lifecycle, adopted without patching
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                client.receive(timeout=10)
+        assert closed.value.rcvd.code == 1001
     output = server.output()
     assert "served by gevent-websocket's own handler" in output  # says what it lacks, and what to use
     assert "geventwebsocket.handler" not in output  # no access lines unless asked
+
+
+def test_the_stock_worker_command_without_preload_starts_brokers_before_any_request(
+    redis_node, apps, tmp_path, clients
+):
+    """The README's bare stock command: each worker's broker starts after the fork, before any client (the
+    fixture waits for every worker's "ready" line), and closes its clients with 1001 on SIGTERM."""
+    empty = tmp_path / "empty.conf.py"
+    empty.write_text("")
+    server = GunicornProcess(
+        redis_node.url, tmp_path, WORKERS, config=empty, worker_class=STOCK_WORKER
+    ).start()
+    try:
+        by_node = per_worker(server, apps, clients)
+        assert {node.rsplit(":", 1)[1] for node in by_node} == {str(pid) for pid in server.worker_pids()}
+    finally:
+        assert server.stop() == 0
+    for client in by_node.values():
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                client.receive(timeout=10)
+        assert closed.value.rcvd.code == 1001
 
 
 def test_json_logs_from_master_and_workers(redis_node, apps, tmp_path, clients):
