@@ -69,7 +69,7 @@ class Settings:
     filter_max_length: int = _knob(2048, "longest StreamSQL filter accepted, in characters")
     filter_max_depth: int = _knob(32, "deepest nesting of a StreamSQL WHERE clause accepted")
     max_connections_per_ip: int = _knob(
-        0, "connections one IP address may hold (0 = unlimited); apps may override"
+        0, "connections one IP address may hold on one broker process (0 = unlimited); apps may override"
     )
     publish_rate: float = _knob(
         0.0, "publishes per second one connection may make, bursts of 2 s allowed (0 = unlimited)"
