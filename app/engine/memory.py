@@ -22,6 +22,7 @@ from .errors import EngineError, shard_unavailable
 from .history import REPLAY_LIMIT
 from .interface import PublishCallback, ShardStatus
 from .resume import decide_resume
+from .router import prepare
 
 if TYPE_CHECKING:
     from ..models import Shard
@@ -169,7 +170,7 @@ class MemoryEngine:
         if decision.replay_after is not None:
             after = parse_position(decision.replay_after) or (0, 0)
             replayed = [e for e in entries if (parse_position(e[0]) or (0, 0)) > after][:REPLAY_LIMIT]
-        sub.finish_sync(_prepare(sub, replayed))
+        sub.finish_sync(prepare(sub, replayed))
 
     def unsubscribe(self, sub: Subscription) -> None:
         sub.cancel()
@@ -236,15 +237,3 @@ def _loads(message: bytes) -> Any:
         return orjson.loads(message)
     except orjson.JSONDecodeError:
         return None
-
-
-def _prepare(sub: Subscription, entries: list[tuple[str, bytes]]) -> list[tuple[str, bytes, int]]:
-    """History entries as a subscription receives them: through its filter, serialised."""
-    if sub.filter is None:
-        return [(position, message, 1) for position, message in entries]
-    prepared = []
-    for position, message in entries:
-        results = sub.filter.apply(_loads(message))
-        if results:
-            prepared.append((position, b",".join([orjson.dumps(r) for r in results]), len(results)))
-    return prepared
