@@ -232,12 +232,10 @@ class Broker:
             problems.append(f"config store: no answer within {timeout:g} s")
         elif store_probe.value is not None:
             problems.append(f"config store: {store_probe.value}")
-        available = {status.name: status.available for status in self.engine.shard_statuses()}
-        for name, problem in shard_answers.items():
-            if problem is not None:
-                problems.append(f"shard {name}: {problem}")
-            elif not available.get(name, False):
-                problems.append(f"shard {name}: reachable, but the broker has not reconnected to it yet")
+        # the engine also says when a shard answers but its links have not reconnected yet
+        problems += [
+            f"shard {name}: {problem}" for name, problem in shard_answers.items() if problem is not None
+        ]
         return problems
 
     # ------------------------------------------------------------------ config
