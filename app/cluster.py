@@ -119,11 +119,17 @@ def store_node_stats(client: redis.Redis, node: str, document: bytes) -> None:
 
 
 def request_close(client: redis.Redis, connection_id: str, app_key: str | None = None) -> bool:
-    """Ask the process holding ``connection_id`` (in ``app_key``'s scope) to close it with 1000."""
+    """Ask the process holding ``connection_id`` (in ``app_key``'s scope) to close it with 1000.
+
+    Its registry entry goes at once rather than at that process's next heartbeat, so the list an admin
+    sees right after asking no longer shows it (the process deletes it too once closed: no harm in both)."""
     for info in registered_connections(client, app_key):
         if info.get("id") == connection_id:
-            command = {"op": "close", "id": connection_id, "node": info["node"]}
-            client.publish(CONTROL_CHANNEL, orjson.dumps(command))
+            node = info["node"]
+            command = {"op": "close", "id": connection_id, "node": node}
+            with client.pipeline(transaction=False) as pipe:
+                pipe.publish(CONTROL_CHANNEL, orjson.dumps(command))
+                pipe.hdel(CONNECTIONS_KEY + node, connection_id).execute()
             return True
     return False
 
@@ -256,4 +262,6 @@ class Cluster:
         if not isinstance(command, dict) or command.get("node") != self.node:
             return
         if command.get("op") == "close" and isinstance(command.get("id"), str):
+            # the asker deleted its registry entry already: no pending flush may bring it back
+            self._dirty[command["id"]] = None
             self.on_close_request(command["id"])

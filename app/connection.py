@@ -352,7 +352,7 @@ class Connection:
     def _cleanup(self) -> None:
         self._closing = True
         try:
-            drop_subscriptions(self.session, self.services.engine)  # nothing is sent here any more
+            drop_subscriptions(self.session, self.services)  # nothing is sent here any more
         finally:
             if self._writer is not None:
                 self._writer.kill(block=False)
