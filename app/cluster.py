@@ -4,7 +4,10 @@ Every process keeps, in the config Redis, a hash of its connections and a heartb
 beating drops out after ``NODE_TTL`` seconds, with its connection list (the key expires). Requests that
 must reach the process holding a connection (close it) go over a Pub/Sub control channel. Each heartbeat
 also shares the process's connection count per app and reads the others', so a per-app connection limit
-holds for the whole cluster (give or take what connects within one heartbeat).
+holds for the whole cluster (give or take what connects within one heartbeat). A connection's entry is
+rewritten when it authenticates and when its subscriptions change, coalesced:
+:meth:`Cluster.connection_changed` only marks it dirty and the heartbeat writes the latest entries, so a
+subscribe storm costs one write per connection per heartbeat.
 
 =======================================  =======  =================================================
 key                                      type     content
