@@ -4,7 +4,10 @@ Every process keeps, in the config Redis, a hash of its connections and a heartb
 beating drops out after ``NODE_TTL`` seconds, with its connection list (the key expires). Requests that
 must reach the process holding a connection (close it) go over a Pub/Sub control channel. Each heartbeat
 also shares the process's connection count per app and reads the others', so a per-app connection limit
-holds for the whole cluster (give or take what connects within one heartbeat).
+holds for the whole cluster (give or take what connects within one heartbeat). A connection's entry is
+rewritten when it authenticates and when its subscriptions change, coalesced:
+:meth:`Cluster.connection_changed` only marks it dirty and the heartbeat writes the latest entries, so a
+subscribe storm costs one write per connection per heartbeat.
 
 =======================================  =======  =================================================
 key                                      type     content
@@ -119,11 +122,17 @@ def store_node_stats(client: redis.Redis, node: str, document: bytes) -> None:
 
 
 def request_close(client: redis.Redis, connection_id: str, app_key: str | None = None) -> bool:
-    """Ask the process holding ``connection_id`` (in ``app_key``'s scope) to close it with 1000."""
+    """Ask the process holding ``connection_id`` (in ``app_key``'s scope) to close it with 1000.
+
+    Its registry entry goes at once rather than at that process's next heartbeat, so the list an admin
+    sees right after asking no longer shows it (the process deletes it too once closed: no harm in both)."""
     for info in registered_connections(client, app_key):
         if info.get("id") == connection_id:
-            command = {"op": "close", "id": connection_id, "node": info["node"]}
-            client.publish(CONTROL_CHANNEL, orjson.dumps(command))
+            node = info["node"]
+            command = {"op": "close", "id": connection_id, "node": node}
+            with client.pipeline(transaction=False) as pipe:
+                pipe.publish(CONTROL_CHANNEL, orjson.dumps(command))
+                pipe.hdel(CONNECTIONS_KEY + node, connection_id).execute()
             return True
     return False
 
@@ -256,4 +265,6 @@ class Cluster:
         if not isinstance(command, dict) or command.get("node") != self.node:
             return
         if command.get("op") == "close" and isinstance(command.get("id"), str):
+            # the asker deleted its registry entry already: no pending flush may bring it back
+            self._dirty[command["id"]] = None
             self.on_close_request(command["id"])

@@ -367,7 +367,7 @@ class Connection:
         self.handshake.connection_lost()
         self._closing = True
         try:
-            drop_subscriptions(self.session, self.services.engine)  # nothing is sent here any more
+            drop_subscriptions(self.session, self.services)  # nothing is sent here any more
         finally:
             if self._writer is not None:
                 self._writer.kill(block=False)

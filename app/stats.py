@@ -2,8 +2,13 @@
 
 Per-role counters are totals since start; per-channel counters cover the current reporting interval only
 (:meth:`Stats.take_channel_interval` hands them over and starts afresh), so a process that sees millions of
-channels does not keep a counter for each forever. What is derived rather than counted (deliveries per
-role, per-app totals, rates) is computed once per stats tick by :mod:`app.stats_publisher`.
+channels does not keep a counter for each forever. What is derived rather than counted (per-app totals,
+rates) is computed once per stats tick by :mod:`app.stats_publisher`.
+
+Deliveries per role are counted by each subscription (one integer increment per push, no dict lookup on
+the fan-out path); a stats tick adds what the live ones delivered since the last tick, and a subscription
+that ends hands what it delivered since then over to :meth:`Stats.on_subscription_end` — so one that
+starts and ends between two ticks (``cobra health``) is counted too.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .session import Session
+    from .subscription import Subscription
 
 # Upper bounds (seconds) of the publish-batch latency histogram: one pipelined round trip to Redis takes
 # ~0.1 ms on loopback and tens of ms for a big batch over a network; past 1 s something is wrong.
@@ -54,6 +60,9 @@ class Stats:
         self.reads_bytes: Counter[str] = Counter()
         self.writes_count: Counter[str] = Counter()
         self.writes_bytes: Counter[str] = Counter()
+        # (role, channel key) → deliveries of the subscriptions that ended since the last stats tick, not
+        # yet added to the role's totals (one entry per role and channel, however many subscriptions)
+        self.ended_deliveries: Counter[tuple[str, str]] = Counter()
         # this interval, per channel key (PROTOCOL §8 "channel_data" section)
         self.channel_published_count: Counter[bytes] = Counter()
         self.channel_published_bytes: Counter[bytes] = Counter()
@@ -113,7 +122,20 @@ class Stats:
         self.writes_count[role] += 1
         self.writes_bytes[role] += size
 
+    def on_subscription_end(self, sub: Subscription, role_name: str | None) -> None:
+        """Once per subscription that ends (unsubscribe, replaced, re-handshake, connection closed): keep
+        what it delivered since the last tick for the role's totals. Calling it twice counts nothing twice."""
+        delta = sub.delivered - sub.reported
+        if delta > 0:
+            sub.reported = sub.delivered
+            self.ended_deliveries[(role_name or "-", sub.key)] += delta
+
     # ------------------------------------------------------------------ once per stats tick
+    def take_ended_deliveries(self) -> Counter[tuple[str, str]]:
+        """What the subscriptions that ended since the last tick delivered; counting restarts from zero."""
+        ended, self.ended_deliveries = self.ended_deliveries, Counter()
+        return ended
+
     def take_channel_interval(self) -> ChannelInterval:
         """The per-channel counters of the interval that ends now; counting restarts from zero."""
         interval = ChannelInterval(

@@ -6,8 +6,9 @@
    ``python -m app monitor`` and ``/metrics`` read the latest document of every live node at once.
 
 The hot path only bumps counters (:mod:`app.stats`). Everything derived — deliveries per role (from each
-subscription's ``delivered`` counter), per-app totals, rates — is computed here, once per tick, at a cost
-proportional to the subscriptions and active channels of this process.
+subscription's ``delivered`` counter, and what ended subscriptions handed over), per-app totals, rates — is
+computed here, once per tick, at a cost proportional to the subscriptions and active channels of this
+process.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from .stats import ChannelInterval
 if TYPE_CHECKING:
     from .services import Services
     from .session import Session
-    from .subscription import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,6 @@ class StatsPublisher:
         self.subscribed_count: Counter[str] = Counter()
         self.subscribed_bytes: Counter[str] = Counter()
         self.app_totals: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        # subscription → (its delivered counter, its role) at the last tick
-        self._seen: dict[Subscription, tuple[int, str]] = {}
         self._previous_totals: dict[str, dict[str, int]] = {}  # cobra metric → totals last tick
         self._previous_tick = time.monotonic()
         self._process: psutil.Process | None = None
@@ -213,9 +211,10 @@ class StatsPublisher:
         return document
 
     def _count_deliveries(self, interval: ChannelInterval) -> tuple[Counter[str], Counter[str]]:
-        """Add each subscription's deliveries since the last tick to its role's totals; returns the live
-        subscriptions per role and per app. A subscription that ended since the last tick is still held
-        in ``_seen``, so its last deliveries are counted too."""
+        """Add to each role's totals what its subscriptions delivered since the last tick: the live ones
+        (each keeps its own counter, ``reported`` marks what was added already) and those that ended
+        meanwhile (handed over by :meth:`app.stats.Stats.on_subscription_end`, however short they lived).
+        Returns the live subscriptions per role and per app."""
         sizes: dict[str, float] = {}  # average delivered size per channel this interval
         total_count = total_bytes = 0
         for key, count in interval.delivered_count.items():
@@ -230,11 +229,11 @@ class StatsPublisher:
         per_app: Counter[str] = Counter()
         counts: Counter[str] = Counter()
         sizes_sum: defaultdict[str, float] = defaultdict(float)
-        previous = self._seen
-        current: dict[Subscription, tuple[int, str]] = {}
         for index, session in enumerate(list(self.sessions().values())):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 # ~1 µs per subscription: with 100k of them, never hold the event loop for the whole walk
+                # (a subscription ending meanwhile is handed over by on_subscription_end: never lost or
+                # counted twice, as both move ``reported``)
                 gevent.sleep(0)
             subs = session.subscriptions
             if not subs:
@@ -243,19 +242,14 @@ class StatsPublisher:
             per_role[role] += len(subs)
             per_app[session.app_key] += len(subs)
             for sub in subs.values():
-                delivered = sub.delivered
-                current[sub] = (delivered, role)
-                seen = previous.pop(sub, None)
-                delta = delivered - (seen[0] if seen is not None else 0)
+                delta = sub.delivered - sub.reported
                 if delta > 0:
+                    sub.reported += delta
                     counts[role] += delta
                     sizes_sum[role] += delta * sizes.get(sub.key, fallback)
-        for sub, (before, role) in previous.items():  # ended since the last tick: its last deliveries
-            delta = sub.delivered - before
-            if delta > 0:
-                counts[role] += delta
-                sizes_sum[role] += delta * sizes.get(sub.key, fallback)
-        self._seen = current
+        for (role, key), delta in self.services.stats.take_ended_deliveries().items():
+            counts[role] += delta
+            sizes_sum[role] += delta * sizes.get(key, fallback)
         self.subscribed_count.update(counts)
         # bytes per role are estimated from each channel's average delivered size this interval: the
         # subscription itself counts messages only, to keep its delivery path lean

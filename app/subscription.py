@@ -42,6 +42,7 @@ class Subscription:
         "filter",
         "key",
         "position",
+        "reported",
         "resume_after",
         "sink",
         "subscription_id",
@@ -67,6 +68,7 @@ class Subscription:
         self.batch_flush_interval = batch_flush_interval
         self.counter = 0  # the push id, 0, 1, 2... per subscription (PROTOCOL §2)
         self.delivered = 0  # messages delivered, for stats
+        self.reported = 0  # of those, already added to its role's totals (app.stats_publisher)
         self.position: str | None = None  # of the last message delivered
         # While a history replay runs, live messages wait here; None when live.
         self.syncing: list[tuple[str, bytes, int]] | None = None

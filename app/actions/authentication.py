@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .. import __version__, auth, protocol
 from ..protocol import ActionError, ErrorCode, Request
 from ..websocket import CLOSE_POLICY_VIOLATION
-from .common import drop_subscriptions
+from .common import drop_subscriptions, subscriptions_changed
 
 if TYPE_CHECKING:
     from ..services import Client, Services
@@ -32,10 +32,13 @@ def handshake(session: Session, request: Request, services: Services, client: Cl
     if not isinstance(role, str) or not role:
         raise ActionError("handshake: missing role", ErrorCode.BAD_SCHEMA)
     # A new handshake resets the connection to unauthenticated (PROTOCOL §3).
-    if session.role_name is not None:
-        drop_subscriptions(session, services.engine)
+    reset = session.role_name is not None
+    if reset:
+        drop_subscriptions(session, services)
     nonce = auth.new_nonce()
     session.begin_handshake(role, nonce)
+    if reset:  # the registry lists it unauthenticated, with no subscription, until it authenticates again
+        subscriptions_changed(session, services)
     return protocol.ok(
         request.action,
         request.id,

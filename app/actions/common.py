@@ -9,8 +9,9 @@ from ..positions import parse_position
 from ..protocol import ActionError, ErrorCode
 
 if TYPE_CHECKING:
-    from ..engine.interface import EngineAPI
+    from ..services import Services
     from ..session import Session
+    from ..subscription import Subscription
 
 
 def authorize(session: Session, action: str) -> None:
@@ -50,7 +51,21 @@ def position_field(body: dict[str, Any]) -> str | None:
     return position
 
 
-def drop_subscriptions(session: Session, engine: EngineAPI) -> None:
+def end_subscription(session: Session, sub: Subscription, services: Services) -> None:
+    """Detach ``sub`` (already out of ``session.subscriptions``) from the engine, and keep what it delivered
+    since the last stats tick for its role's totals, however short it lived."""
+    services.engine.unsubscribe(sub)
+    services.stats.on_subscription_end(sub, session.role_name)
+
+
+def drop_subscriptions(session: Session, services: Services) -> None:
     """End every subscription of the session (a new handshake, or the connection closed)."""
     for sub in session.take_subscriptions():
-        engine.unsubscribe(sub)
+        end_subscription(session, sub, services)
+
+
+def subscriptions_changed(session: Session, services: Services) -> None:
+    """The session's registry entry lists its subscriptions (the panel's Subs column). The cluster only
+    marks it dirty: its heartbeat writes the latest entry about once a second, so a subscribe storm costs
+    one Redis write per connection per second, not one per subscribe."""
+    services.cluster.connection_changed(session.id, session.info())

@@ -13,7 +13,7 @@ from ..engine import EngineError
 from ..protocol import ActionError, ErrorCode, Request
 from ..stream_sql import FilterError, compile_filter
 from ..subscription import Subscription
-from .common import check_channel, position_field, string_field
+from .common import check_channel, end_subscription, position_field, string_field, subscriptions_changed
 
 if TYPE_CHECKING:
     from ..services import Client, Services
@@ -163,8 +163,8 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
             raise ActionError(
                 f"subscription_id {subscription_id} is already in use", ErrorCode.ALREADY_SUBSCRIBED
             )
-        engine.unsubscribe(existing)
         del subscriptions[subscription_id]
+        end_subscription(session, existing, services)
     services.limits.check_subscriptions(session.app, len(subscriptions))
 
     sub = Subscription(
@@ -183,9 +183,10 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
         subscriptions.pop(subscription_id, None)
         raise
     if client.closing or subscriptions.get(subscription_id) is not sub:
-        engine.unsubscribe(sub)  # the connection went away while we waited for Redis
+        end_subscription(session, sub, services)  # the connection went away while we waited for Redis
         return None
     sub.position = tail
+    subscriptions_changed(session, services)
     client.send_payload(
         protocol.ok(
             request.action,
@@ -210,7 +211,8 @@ def unsubscribe(session: Session, request: Request, services: Services, client: 
     if sub is None:
         raise ActionError(f"Invalid subscriptionId: {subscription_id}", ErrorCode.NOT_SUBSCRIBED)
     sub.flush()
-    services.engine.unsubscribe(sub)
+    end_subscription(session, sub, services)
+    subscriptions_changed(session, services)
     return protocol.ok(
         request.action, request.id, {"subscription_id": subscription_id, "position": sub.position}
     )

@@ -274,10 +274,23 @@ def test_an_operator_manages_a_live_broker_in_the_browser(page, cluster, tmp_pat
     # --- the connection list, and its disconnect button
     page.get_by_role("link", name="Connections").click()
     row = page.locator(f'tr[data-connection="{subscriber.connection_id}"]')
-    row.wait_for()
+    publisher_row = page.locator(f'tr[data-connection="{publisher.connection_id}"]')
+    subscriber.subscribe("engine_memory_id")  # a second subscription, listed within a heartbeat
+
+    def subs_shown() -> bool:
+        page.reload()
+        return (
+            row.locator("td.num").inner_text() == "2" and publisher_row.locator("td.num").inner_text() == "0"
+        )
+
+    wait_until(subs_shown, timeout=20, interval=0.5, message="the Subs column counts live subscriptions")
     row.get_by_role("button", name="Disconnect").click()
     page.get_by_text(f"to close connection {subscriber.connection_id}").wait_for()
+    assert row.count() == 0  # not listed under the success flash
+    assert publisher_row.count() == 1
     wait_until(lambda: _closed(subscriber), timeout=20, message="the connection is closed")
+    page.reload()
+    assert row.count() == 0
 
     # --- logging out ends the session
     page.get_by_role("button", name="Log out").click()

@@ -221,3 +221,39 @@ def test_monitor_once_fails_clearly_when_no_node_reports(tmp_path):
         redis.stop()
     assert result.returncode == 1
     assert "no broker node reported statistics" in result.stderr
+
+
+def delivered_to(running, role: str) -> float:
+    documents = node_stats(running.store.redis)
+    return sum_maps(doc["data"]["cobra"]["subscribed_count"] for doc in documents.values()).get(role, 0)
+
+
+def test_a_health_check_between_two_ticks_counts_its_deliveries_for_the_health_role(running):
+    """``health`` subscribes, gets its two messages (one replayed, one live) and leaves within a
+    second, between two stats ticks: its deliveries count all the same, in the documents and in monitor."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COBRA_") and k != "REDIS_URL"}
+    env["REDIS_URL"] = running.redis.url  # where the CLI reads the health role's secret
+    before = delivered_to(running, "health")
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "health", "--endpoint", running.server.endpoint, "--timeout", "10"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_until(
+        lambda: delivered_to(running, "health") == before + 2, timeout=30, message="health's deliveries"
+    )
+    monitor = subprocess.run(
+        [sys.executable, "-m", "app", "monitor", "--once", "--redis-url", running.redis.url],
+        cwd=ROOT,
+        env={k: v for k, v in env.items() if k != "REDIS_URL"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert monitor.returncode == 0, monitor.stderr
+    (row,) = [line.split() for line in monitor.stdout.splitlines() if line.split()[:1] == ["health"]]
+    assert float(row[3]) == before + 2  # role, published, pub/s, delivered, ...

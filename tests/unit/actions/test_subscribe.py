@@ -166,3 +166,18 @@ def test_unsubscribe_of_an_unknown_id_is_refused():
     _, _, subscriber = pair()
     reply = subscriber.reply("rtm/unsubscribe", subscription_id="nope")
     assert reply["body"]["code"] == ErrorCode.NOT_SUBSCRIBED
+
+
+def test_the_registry_entry_follows_the_subscriptions():
+    harness, _, subscriber = pair()
+    registry = harness.cluster.registry
+    subscriber.subscribe("a")
+    subscriber.subscribe("b")
+    assert registry[subscriber.session.id]["subscriptions"] == 2
+    subscriber.subscribe("b", force=True)
+    assert registry[subscriber.session.id]["subscriptions"] == 2
+    subscriber.send("rtm/unsubscribe", subscription_id="a")
+    assert registry[subscriber.session.id]["subscriptions"] == 1
+    subscriber.handshake()  # a new handshake resets the connection: no role, no subscription
+    assert registry[subscriber.session.id]["subscriptions"] == 0
+    assert registry[subscriber.session.id]["role"] is None
