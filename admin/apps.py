@@ -189,6 +189,24 @@ def remove_rule(key: str) -> Any:
     return redirect(url_for("apps.detail", key=key) + "#republish")
 
 
+# A form's address in the address bar (typed, or reloaded after the page of a refused form, which is shown
+# at it): the part of the app page holding that form, rather than a 405.
+@bp.get("/<key>/settings")
+def settings_address(key: str) -> Any:
+    return _to_section(key, "settings")
+
+
+@bp.get("/<key>/republish")
+@bp.get("/<key>/republish/remove")
+def republish_address(key: str) -> Any:
+    return _to_section(key, "republish")
+
+
+def _to_section(key: str, section: str) -> Any:
+    get_app_or_404(key)
+    return redirect(url_for("apps.detail", key=key) + f"#{section}")
+
+
 @bp.route("/<key>/delete", methods=["GET", "POST"])
 def delete(key: str) -> Any:
     app = get_app_or_404(key)

@@ -68,6 +68,21 @@ def create(key: str) -> Any:
     return redirect(_anchor(key, name))
 
 
+# The address of a role form in the address bar (typed, or reloaded after a refused form's page): the app
+# page at the roles or that role, rather than a 405.
+@bp.get("/")
+def roles_address(key: str) -> Any:
+    get_app_or_404(key)
+    return redirect(_anchor(key))
+
+
+@bp.get("/<name>/rotate")
+@bp.get("/<name>/secret")
+def role_address(key: str, name: str) -> Any:
+    _get_role_or_404(get_app_or_404(key), name)
+    return redirect(_anchor(key, name))
+
+
 @bp.route("/<name>/edit", methods=["GET", "POST"])
 def edit(key: str, name: str) -> Any:
     app = get_app_or_404(key)

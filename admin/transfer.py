@@ -39,6 +39,12 @@ def export() -> Any:
     )
 
 
+@bp.get("/import")
+def import_address() -> Any:
+    """The import page's result is shown at this address: reloading it there shows the page again."""
+    return redirect(url_for("transfer.index"))
+
+
 @bp.route("/import", methods=["POST"])
 def import_() -> Any:
     form = ImportForm()
