@@ -121,9 +121,10 @@ def rotate(key: str, name: str) -> Any:
     _get_role_or_404(app, name)
     form = RotateForm()
     if not form.validate_on_submit():
-        errors = "; ".join(form.grace_seconds.errors) or "invalid request"
-        flash(f"Secret of {name} not rotated: {errors}", "error")
-        return render_detail(app, 400)
+        # One message (the field gives at most one; a CSRF failure none), and the row keeps what was typed.
+        error = (form.grace_seconds.errors or ["the form expired; try again"])[0]
+        flash(f"Secret of {name} not rotated: {error}", "error")
+        return render_detail(app, 400, rotation=(name, form))
     grace = int(form.grace_seconds.data)
     rotated_at = now()
 
