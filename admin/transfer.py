@@ -43,7 +43,7 @@ def export() -> Any:
 
 @bp.get("/import")
 def import_address() -> Any:
-    """The import page's result is shown at this address: reloading it there shows the page again."""
+    """An import's result (or its refusal) is shown at this address: reloading it there gives the page."""
     return redirect(url_for("transfer.index"))
 
 

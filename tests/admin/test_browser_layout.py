@@ -130,9 +130,22 @@ def test_no_page_overlaps_its_nav_or_spills_a_table_at_phone_or_desktop_width(pa
             if path == "":
                 page.locator("#apps-stats a", has_text=WIDE_APP).wait_for()
             found = page.evaluate(LAYOUT_PROBLEMS)
+            # Every page at every width, in the test's folder only: what a failure looked like.
+            slug = path.strip("/").replace("/", "_") or "dashboard"
+            page.screenshot(path=str(tmp_path / "layout" / f"{viewport['width']}-{slug}.png"), full_page=True)
             if found:
                 problems[f"{viewport['width']} px /admin/{path}"] = found
+    # A refused import at phone width: the YAML error keeps its lines and scrolls inside its box.
     page.set_viewport_size(PHONE)
+    page.goto(base + "config/")
+    page.fill("#text", "apps:\n  telemetry: {roles: {pub: {secret: abc, permissions: [publish]}}: x")
+    page.get_by_role("button", name="Import").click()
+    error = page.locator("pre.error-text")
+    error.wait_for()
+    assert len(error.inner_text().splitlines()) >= 3
+    if found := page.evaluate(LAYOUT_PROBLEMS):
+        problems["390 px, a refused import"] = found
+    page.screenshot(path=str(tmp_path / "layout" / "390-import-error.png"))
     page.goto(base + f"apps/{WIDE_APP}")
     shots.take(page, "phone-app-detail")
     page.set_viewport_size(DESKTOP)
