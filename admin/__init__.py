@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Flask, render_template, request
+from flask import Flask, make_response, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import MethodNotAllowed
 
 from app import __version__
 from app.live_tail import LiveTail
@@ -164,6 +165,15 @@ def _install_page_helpers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError) -> Any:
         return render_template("error.html", title="Form expired", message=error.description), 400
+
+    @app.errorhandler(405)
+    def method_not_allowed(error: MethodNotAllowed) -> Any:
+        # What is left of 405s once every form's address also answers GET: a button's address (log out,
+        # export, disconnect) typed into the address bar. A page of the panel, not Werkzeug's bare one.
+        message = "This address only takes a form's button; there is no page to show here."
+        response = make_response(render_template("error.html", title="Not a page", message=message), 405)
+        response.headers["Allow"] = ", ".join(error.valid_methods or ())
+        return response
 
     @app.errorhandler(404)
     def not_found(error: Any) -> Any:

@@ -49,6 +49,13 @@ def create() -> Any:
     return redirect(url_for("accounts.index"))
 
 
+@bp.get("/password")
+@bp.get("/<name>/password")
+def password_address(name: str = "") -> Any:
+    """A password form's address reloaded after its refused page: the users page, rather than a 405."""
+    return redirect(url_for("accounts.index"))
+
+
 @bp.route("/password", methods=["POST"])
 def change_own_password() -> Any:
     form = PasswordForm()

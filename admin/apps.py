@@ -57,12 +57,32 @@ def broker_defaults() -> dict[str, Any]:
     }
 
 
+def list_cells(settings: AppSettings) -> dict[str, str]:
+    """The History and Limits cells of the app list: the parts that are set, joined by " · " (so no
+    separator dangles when the first part is unset), or the word for "broker defaults"."""
+    history = []
+    if settings.history_max_length is not None:
+        history.append(f"{settings.history_max_length} msg")
+    if settings.history_max_age is not None:
+        history.append(f"{settings.history_max_age} s")
+    limits = []
+    if settings.max_connections:
+        limits.append(f"{settings.max_connections} conn")
+    if settings.publish_rate:
+        limits.append(f"{settings.publish_rate:g}/s")
+    return {"history": " · ".join(history) or "default", "limits": " · ".join(limits) or "defaults"}
+
+
+def render_index(form: AppCreateForm, status: int = 200) -> Any:
+    apps = sorted(store().list_apps().values(), key=lambda a: a.key)
+    cells = {app.key: list_cells(app.settings) for app in apps}
+    page = render_template("apps/index.html", apps=apps, cells=cells, counts=connection_counts(), form=form)
+    return page, status
+
+
 @bp.route("/")
 def index() -> Any:
-    apps = sorted(store().list_apps().values(), key=lambda a: a.key)
-    return render_template(
-        "apps/index.html", apps=apps, counts=connection_counts(), form=AppCreateForm(formdata=None)
-    )
+    return render_index(AppCreateForm(formdata=None))
 
 
 @bp.route("/", methods=["POST"])
@@ -81,12 +101,14 @@ def create() -> Any:
                 audit("app.create", app=key)
                 flash(f"App {key} created. Add a role to let clients connect.", "success")
                 return redirect(url_for("apps.detail", key=key))
-    apps = sorted(store().list_apps().values(), key=lambda a: a.key)
-    return render_template("apps/index.html", apps=apps, counts=connection_counts(), form=form), 400
+    return render_index(form, 400)
 
 
-def render_detail(app: App, status: int = 200, **forms: Any) -> Any:
-    """The app page; ``forms`` replaces the blank form of the one that was just submitted with errors."""
+def render_detail(
+    app: App, status: int = 200, rotation: tuple[str, RotateForm] | None = None, **forms: Any
+) -> Any:
+    """The app page; ``forms`` replaces the blank form of the one that was just submitted with errors, and
+    ``rotation`` (role name, its refused rotate form) that role's rotate field, so it shows what was typed."""
     settings_form = forms.pop("settings_form", None) or AppSettingsForm(
         formdata=None, data=app.settings.to_dict()
     )
@@ -111,6 +133,7 @@ def render_detail(app: App, status: int = 200, **forms: Any) -> Any:
             role_connections=Counter(c.get("role") for c in connections),
             defaults=broker_defaults(),
             now=now(),
+            rotation=rotation,
             **page_forms,
         ),
         status,
@@ -187,6 +210,24 @@ def remove_rule(key: str) -> Any:
     else:
         flash("The rules changed meanwhile; nothing was removed. Check the list and try again.", "error")
     return redirect(url_for("apps.detail", key=key) + "#republish")
+
+
+# A form's address in the address bar (typed, or reloaded after the page of a refused form, which is shown
+# at it): the part of the app page holding that form, rather than a 405.
+@bp.get("/<key>/settings")
+def settings_address(key: str) -> Any:
+    return _to_section(key, "settings")
+
+
+@bp.get("/<key>/republish")
+@bp.get("/<key>/republish/remove")
+def republish_address(key: str) -> Any:
+    return _to_section(key, "republish")
+
+
+def _to_section(key: str, section: str) -> Any:
+    get_app_or_404(key)
+    return redirect(url_for("apps.detail", key=key) + f"#{section}")
 
 
 @bp.route("/<key>/delete", methods=["GET", "POST"])

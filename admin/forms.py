@@ -26,7 +26,15 @@ from wtforms import (
 )
 from wtforms.fields import DecimalField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    EqualTo,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    StopValidation,
+)
 
 from app.models import PERMISSIONS, validate_name
 from app.stream_sql import FilterError, compile_filter
@@ -60,6 +68,30 @@ def _streamsql(form: Any, field: Any) -> None:
             compile_filter(field.data)
         except FilterError as exc:
             raise ValidationError(f"Invalid StreamSQL: {exc}") from None
+
+
+class WholeNumberField(IntegerField):
+    """An IntegerField with one message for any bad input: text that is no whole number gets its range
+    message (``message``) alone, where IntegerField said "Not a valid integer value." and then ran the
+    range check on nothing, which added its own message to the first."""
+
+    def __init__(self, label: str | None = None, validators: Any = None, *, message: str, **kwargs: Any):
+        super().__init__(label, validators, **kwargs)
+        self.message = message
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        if not valuelist or not str(valuelist[0]).strip():
+            self.data = None
+            return
+        try:
+            self.data = int(str(valuelist[0]).strip())
+        except ValueError:
+            self.data = None
+            raise ValueError(self.message) from None
+
+    def pre_validate(self, form: Any) -> None:
+        if self.process_errors:
+            raise StopValidation()  # already said; the validators would only repeat it
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -217,13 +249,17 @@ class RoleEditForm(PanelForm):
     )
 
 
+GRACE_MESSAGE = f"Enter a whole number of seconds from 0 to {MAX_GRACE_SECONDS} (30 days)."
+
+
 class RotateForm(PanelForm):
-    grace_seconds = IntegerField(
+    grace_seconds = WholeNumberField(
         "Grace period (seconds)",
         default=3600,
+        message=GRACE_MESSAGE,
         validators=[
             InputRequired(message="Enter a number of seconds (0 = none)."),
-            NumberRange(min=0, max=MAX_GRACE_SECONDS, message="Between 0 and 30 days (2592000 s)."),
+            NumberRange(min=0, max=MAX_GRACE_SECONDS, message=GRACE_MESSAGE),
         ],
         description="How long the previous secret keeps working. 0 = it stops at once.",
     )

@@ -40,7 +40,7 @@ def dashboard() -> Any:
 @bp.route("/live/stats.json")
 def stats() -> Any:
     client = store().redis
-    summary = summarize(node_stats(client), cluster.registered_connections(client))
+    summary = summarize(node_stats(client), cluster.registered_connections(client), store().list_apps())
     summary["ts"] = now()
     summary["live_nodes"] = len(cluster.live_nodes(client))
     return jsonify(summary)

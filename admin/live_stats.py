@@ -86,9 +86,15 @@ def node_summary(name: str, document: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def summarize(documents: Mapping[str, Mapping[str, Any]], connections: Iterable[Mapping[str, Any]]) -> dict:
+def summarize(
+    documents: Mapping[str, Mapping[str, Any]],
+    connections: Iterable[Mapping[str, Any]],
+    app_keys: Iterable[str] = (),
+) -> dict:
     """Totals, per node, per app and the busiest channels. Connection counts come from the cluster's
-    registry (exact, per app); rates from the stats documents (per channel, hence per app)."""
+    registry (exact, per app); rates from the stats documents (per channel, hence per app). Every app of
+    ``app_keys`` (the configured apps) gets a row, with zeros when quiet: an app missing from the
+    dashboard reads as a deleted one."""
     nodes = [node_summary(name, doc) for name, doc in sorted(documents.items()) if isinstance(doc, Mapping)]
     per_app_connections = Counter(str(c.get("app") or "") for c in connections)
     per_app: dict[str, list[float]] = {}
@@ -101,7 +107,7 @@ def summarize(documents: Mapping[str, Mapping[str, Any]], connections: Iterable[
             rates = per_app.setdefault(app, [0.0, 0.0])
             rates[0] += published
             rates[1] += delivered
-    app_keys = sorted((set(per_app_connections) | set(per_app)) - {""})
+    keys = sorted((set(per_app_connections) | set(per_app) | {str(k) for k in app_keys}) - {""})
     busiest = sorted(channel_totals.items(), key=lambda item: -(item[1][0] + item[1][1]))[:TOP_CHANNELS]
     return {
         "has_stats": bool(nodes),
@@ -119,7 +125,7 @@ def summarize(documents: Mapping[str, Mapping[str, Any]], connections: Iterable[
                 "publishes_per_second": per_app.get(key, [0.0, 0.0])[0],
                 "deliveries_per_second": per_app.get(key, [0.0, 0.0])[1],
             }
-            for key in app_keys
+            for key in keys
         ],
         "channels": [
             {

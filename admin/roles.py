@@ -68,6 +68,21 @@ def create(key: str) -> Any:
     return redirect(_anchor(key, name))
 
 
+# The address of a role form in the address bar (typed, or reloaded after a refused form's page): the app
+# page at the roles or that role, rather than a 405.
+@bp.get("/")
+def roles_address(key: str) -> Any:
+    get_app_or_404(key)
+    return redirect(_anchor(key))
+
+
+@bp.get("/<name>/rotate")
+@bp.get("/<name>/secret")
+def role_address(key: str, name: str) -> Any:
+    _get_role_or_404(get_app_or_404(key), name)
+    return redirect(_anchor(key, name))
+
+
 @bp.route("/<name>/edit", methods=["GET", "POST"])
 def edit(key: str, name: str) -> Any:
     app = get_app_or_404(key)
@@ -106,9 +121,10 @@ def rotate(key: str, name: str) -> Any:
     _get_role_or_404(app, name)
     form = RotateForm()
     if not form.validate_on_submit():
-        errors = "; ".join(form.grace_seconds.errors) or "invalid request"
-        flash(f"Secret of {name} not rotated: {errors}", "error")
-        return render_detail(app, 400)
+        # One message (the field gives at most one; a CSRF failure none), and the row keeps what was typed.
+        error = (form.grace_seconds.errors or ["the form expired; try again"])[0]
+        flash(f"Secret of {name} not rotated: {error}", "error")
+        return render_detail(app, 400, rotation=(name, form))
     grace = int(form.grace_seconds.data)
     rotated_at = now()
 

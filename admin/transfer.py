@@ -6,16 +6,18 @@ transaction: apps in the file replace apps of the same key, other apps are left 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, url_for
+from flask import Blueprint, Response, redirect, render_template, url_for
 
-from app.config_store import ConfigError, dump_apps_yaml, parse_apps_yaml
+from app.config_store import ConfigError, dump_apps_yaml, read_apps_yaml
 
 from .context import audit, store
 from .forms import EmptyForm, ImportForm
 
 bp = Blueprint("transfer", __name__, url_prefix="/config")
+log = logging.getLogger(__name__)
 
 
 @bp.route("/")
@@ -39,6 +41,12 @@ def export() -> Any:
     )
 
 
+@bp.get("/import")
+def import_address() -> Any:
+    """An import's result (or its refusal) is shown at this address: reloading it there gives the page."""
+    return redirect(url_for("transfer.index"))
+
+
 @bp.route("/import", methods=["POST"])
 def import_() -> Any:
     form = ImportForm()
@@ -60,15 +68,20 @@ def import_() -> Any:
             form.form_errors.append("Choose a file or paste its content.")
         if text:
             try:
-                apps = parse_apps_yaml(text)
+                parsed = read_apps_yaml(text)
             except ConfigError as exc:
+                # YAML's messages span lines (where, the line, a caret under the column): kept as they are.
                 form.form_errors.append(f"Not a valid apps.yaml: {exc}")
             else:
+                apps = parsed.apps
+                for warning in parsed.warnings:
+                    log.warning("apps.yaml import: %s", warning)
                 existing = store().list_apps()
                 summary = {
                     "new": sorted(a.key for a in apps if a.key not in existing),
                     "replaced": sorted(a.key for a in apps if a.key in existing),
                     "roles": sum(len(a.roles) for a in apps),
+                    "warnings": parsed.warnings,
                     "dry_run": bool(form.dry_run.data),
                 }
                 status = 200
@@ -79,7 +92,7 @@ def import_() -> Any:
                         new=",".join(summary["new"]) or "none",
                         replaced=",".join(summary["replaced"]) or "none",
                     )
-                    flash(f"Imported {len(apps)} app(s).", "success")
+                    # The summary on this page is the one message: no flash repeating it.
     return render_template(
         "transfer/index.html", form=form, export_form=EmptyForm(formdata=None), summary=summary
     ), status

@@ -92,7 +92,7 @@ function render(root, stats) {
     [(a) => fmt(a.publishes_per_second), "num"],
     [(a) => fmt(a.deliveries_per_second), "num"],
     [(a) => spark(`app:${a.app}`, a.publishes_per_second + a.deliveries_per_second), "chart"],
-  ], "No app has connections or traffic.");
+  ], "No apps yet.");
   fillTable(document.getElementById("channels-stats"), stats.channels, [
     [(c) => c.app || "?", ""],
     [(c) => c.channel, "strong"],
