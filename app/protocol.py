@@ -142,8 +142,12 @@ def fatal(reason: str) -> bytes:
     )
 
 
-def subscription_error(subscription_id: Any, message: str, code: str, position: str | None) -> bytes:
-    """``rtm/subscription/error``: a subscription can no longer be served as asked (PROTOCOL §5)."""
+def subscription_error(subscription_id: Any, message: str, code: str, position: str) -> bytes:
+    """``rtm/subscription/error``: a subscription can no longer be served as asked (PROTOCOL §5).
+
+    Carries ``messages: []`` and a non-null ``position`` (PROTOCOL §7 MUST): the ``cobras`` client hands
+    every ``rtm/subscription/*`` PDU to the subscription's data handler, reads ``body["messages"]`` and
+    asserts ``body["position"]``, and dies on anything less."""
     return orjson.dumps(
         {
             "action": "rtm/subscription/error",
@@ -153,6 +157,7 @@ def subscription_error(subscription_id: Any, message: str, code: str, position: 
                 "error": message,
                 "code": code,
                 "position": position,
+                "messages": [],
             },
         }
     )

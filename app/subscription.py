@@ -13,7 +13,7 @@ import gevent
 
 from . import protocol
 from .engine.merge import merge
-from .positions import Position, parse_position
+from .positions import START, Position, parse_position
 
 if TYPE_CHECKING:
     from .stream_sql import StreamFilter
@@ -141,8 +141,13 @@ class Subscription:
             self.flush()
 
     def send_error(self, message: str, code: str, position: str | None) -> None:
-        """Tell the client this subscription hit a problem it keeps living through (PROTOCOL §9)."""
-        self.sink.send_payload(protocol.subscription_error(self.subscription_id, message, code, position))
+        """Tell the client this subscription hit a problem it keeps living through (PROTOCOL §9).
+
+        The PDU always names a position (PROTOCOL §7 MUST): ``position`` when the caller knows where
+        delivery stands, else the last one this subscription delivered (its channel's tail at subscribe
+        time before any message), else ``"0-0"``: a resume from there may repeat, never skip."""
+        where = position or self.position or START
+        self.sink.send_payload(protocol.subscription_error(self.subscription_id, message, code, where))
 
     def cancel(self) -> None:
         """The subscription ends: drop what is pending, stop the timer."""

@@ -157,13 +157,8 @@ class MemoryEngine:
         last = entries[-1][0] if entries else None
         decision = decide_resume(position, first, last, policy.replay)
         if decision.expired_at is not None:
-            sub.sink.send_payload(
-                protocol.subscription_error(
-                    sub.subscription_id,
-                    f"position {position} is no longer available",
-                    ErrorCode.EXPIRED_POSITION,
-                    decision.expired_at,
-                )
+            sub.send_error(
+                f"position {position} is no longer available", ErrorCode.EXPIRED_POSITION, decision.expired_at
             )
         replayed: list[tuple[str, bytes]] = []
         if decision.replay_after is not None:
