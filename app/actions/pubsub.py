@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .. import protocol
+from .. import codec, protocol
 from ..channels import channel_key
 from ..engine import EngineError
 from ..protocol import ActionError, ErrorCode, Request
 from ..stream_sql import FilterError, compile_filter
-from ..subscription import Subscription
+from ..subscription import CborSubscription, Subscription
 from .common import check_channel, position_field, string_field
 
 if TYPE_CHECKING:
@@ -167,7 +167,9 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
         del subscriptions[subscription_id]
     services.limits.check_subscriptions(session.app, len(subscriptions))
 
-    sub = Subscription(
+    # A CBOR client's subscription pushes CBOR (PROTOCOL §10); the engine cannot tell the two apart.
+    kind = CborSubscription if client.encoding == codec.SUBPROTOCOL else Subscription
+    sub = kind(
         client,
         subscription_id,
         channel,
