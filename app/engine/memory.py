@@ -21,7 +21,7 @@ from ..protocol import ErrorCode
 from .errors import EngineError, shard_unavailable
 from .history import REPLAY_LIMIT
 from .interface import PublishCallback, ShardStatus
-from .resume import decide_resume
+from .resume import decide_resume, history_window, select_recent
 
 if TYPE_CHECKING:
     from ..models import Shard
@@ -165,6 +165,14 @@ class MemoryEngine:
             after = parse_position(decision.replay_after) or (0, 0)
             replayed = [e for e in entries if (parse_position(e[0]) or (0, 0)) > after][:REPLAY_LIMIT]
         sub.finish_sync(_prepare(sub, replayed))
+
+    def replay_recent(
+        self, sub: Subscription, count: int | None, age: int | None, policy: HistoryPolicy
+    ) -> None:
+        channel = self._channel(sub.key)
+        entries = channel.entries if channel is not None else []
+        window = history_window(count, age, self._now_ms(), policy.replay, REPLAY_LIMIT)
+        sub.finish_sync(_prepare(sub, select_recent(entries, window)))
 
     def unsubscribe(self, sub: Subscription) -> None:
         sub.cancel()
