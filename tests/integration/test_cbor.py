@@ -184,3 +184,14 @@ def test_a_cbor_subscriber_with_a_filter_gets_the_projection(cbor_client, connec
     for n in (1, 2, 3):
         publisher.publish(channel, {"n": n, "other": "x"})
     assert [cbor.next_data()["body"]["messages"] for _ in range(2)] == [[{"n": 2}], [{"n": 3}]]
+
+
+def test_a_cbor_subscriber_with_history_gets_the_replay_in_cbor(cbor_client, connect, channel):
+    publisher = connect()
+    for n in range(4):
+        publisher.publish(channel, {"n": n})
+    cbor = cbor_client()
+    reply = cbor.request("rtm/subscribe", {"channel": channel, "history": {"count": 2}})
+    assert reply["action"] == "rtm/subscribe/ok"
+    publisher.publish(channel, {"n": 4})
+    assert [cbor.next_data()["body"]["messages"] for _ in range(3)] == [[{"n": 2}], [{"n": 3}], [{"n": 4}]]
