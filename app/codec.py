@@ -88,9 +88,9 @@ def decode(data: bytes) -> Any:
     try:
         decoder.decode()
     except cbor2.CBORDecodeEOF:
-        return value
+        return value  # nothing follows the item: the one accepted outcome
     except Exception:
-        pass
+        pass  # what follows is not even CBOR: refused below all the same
     raise ValueError("invalid cbor: bytes after the first data item")
 
 
