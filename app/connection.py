@@ -20,6 +20,7 @@ import gevent
 from gevent.event import Event
 from gevent.ssl import SSLSocket
 
+from . import codec, protocol
 from .actions import dispatch, drop_subscriptions
 from .models import App
 from .protocol import PUSH_HEAD
@@ -41,6 +42,7 @@ from .websocket import (
     encode_frame,
     text_frame_header,
 )
+from .websocket.frames import frame_header
 
 if TYPE_CHECKING:
     from .services import Services
@@ -86,6 +88,11 @@ class FlushQueue:
 
 
 class Connection:
+    """A JSON connection (text frames out); :class:`CborConnection` when the client chose ``cbor``."""
+
+    encoding = "json"
+    parse_request = staticmethod(protocol.parse_request)
+
     __slots__ = (
         "__weakref__",
         "_closing",
@@ -107,6 +114,13 @@ class Connection:
         "session",
         "ws",
     )
+
+    def __new__(cls, ws: WebSocket, *args: object, **kwargs: object) -> Connection:
+        # The sub-protocol agreed in the handshake decides the class, so the broker builds every
+        # connection the same way and the JSON one keeps its hot path free of any encoding test.
+        if cls is Connection and ws.subprotocol == codec.SUBPROTOCOL:
+            cls = CborConnection
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -159,6 +173,7 @@ class Connection:
     def _read_loop(self) -> None:
         ws = self.ws
         session, services = self.session, self.services
+        parse = self.parse_request
         while not self._closing:
             try:
                 events = ws.receive()
@@ -180,7 +195,7 @@ class Connection:
                     # After our close frame data is ignored (RFC 6455 §1.4); while the server shuts down,
                     # requests are no longer taken, so nothing is stored that will not be acknowledged.
                     if not self._closing and not self._quiesced:
-                        dispatch(session, payload, services, self)
+                        dispatch(session, payload, services, self, parse)
                 elif opcode == OP_PING:
                     self._enqueue(encode_frame(OP_PONG, payload))
                 elif opcode == OP_CLOSE:
@@ -372,3 +387,35 @@ class Connection:
             if self._writer is not None:
                 self._writer.kill(block=False)
             self._on_closed(self)
+
+
+class CborConnection(Connection):
+    """A connection that chose the ``cbor`` sub-protocol (PROTOCOL §10): requests are CBOR (in binary or
+    text frames), and everything sent is CBOR in binary frames. Replies are built as JSON like everywhere
+    else and turned into CBOR here (one parse and one encode per reply); pushes arrive as CBOR pieces from
+    :class:`app.subscription.CborSubscription`."""
+
+    __slots__ = ()
+    encoding = codec.SUBPROTOCOL
+    parse_request = staticmethod(codec.parse_request)
+
+    def send_payload(self, payload: bytes) -> None:
+        """Queue one PDU, given as JSON bytes, as CBOR."""
+        if not self._closing:
+            self._enqueue(self.ws.encode_message(codec.from_json(payload), OP_BINARY))
+
+    def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None:
+        """Queue a CBOR subscription push, framed in one copy."""
+        if self._closing:
+            return
+        number = codec.push_counter(counter)
+        size = CBOR_PUSH_HEAD_SIZE + len(number) + len(subscription_part) + len(tail)
+        if self._compress_from is not None and size >= self._compress_from:
+            message = b"".join((codec.PUSH_HEAD, number, subscription_part, tail))
+            self._enqueue(self.ws.encode_message(message, OP_BINARY))
+        else:
+            header = frame_header(0x80 | OP_BINARY, size)
+            self._enqueue(b"".join((header, codec.PUSH_HEAD, number, subscription_part, tail)))
+
+
+CBOR_PUSH_HEAD_SIZE = len(codec.PUSH_HEAD)

@@ -54,6 +54,8 @@ class ErrorCode:
     SHARD_UNAVAILABLE = "shard_unavailable"
     EXPIRED_POSITION = "expired_position"
     UNKNOWN_CONNECTION = "unknown_connection"
+    INVALID_HISTORY = "invalid_history"
+    INVALID_MESSAGE = "invalid_message"  # a CBOR value JSON cannot carry (PROTOCOL §10)
     INTERNAL_ERROR = "internal_error"  # a bug on our side cost this one request (logged with a traceback)
 
 
@@ -62,8 +64,10 @@ class Request:
     action: str
     id: Any
     body: dict[str, Any]
-    # Set when "body" was present but not an object: the request is answered with <action>/error.
+    # Set when the request cannot be served as sent ("body" present but not an object, a CBOR value JSON
+    # cannot carry): it is answered with <action>/error, code ``error_code``.
     body_error: str | None = None
+    error_code: str = ErrorCode.BAD_SCHEMA
 
 
 @dataclass(slots=True)
@@ -95,6 +99,12 @@ def parse_request(data: bytes | str) -> Request | FatalError:
         return FatalError("missing action" if action is None else "action must be a string")
     if action not in ACTIONS:
         return FatalError(f"unknown action: {action[:100]}")
+    return request_from_pdu(pdu)
+
+
+def request_from_pdu(pdu: dict[str, Any]) -> Request:
+    """A decoded PDU whose ``action`` is known (JSON or CBOR alike) as a request."""
+    action = pdu["action"]
     pdu_id = pdu.get("id")
     if pdu_id is None:
         pdu_id = DEFAULT_ID
@@ -142,8 +152,12 @@ def fatal(reason: str) -> bytes:
     )
 
 
-def subscription_error(subscription_id: Any, message: str, code: str, position: str | None) -> bytes:
-    """``rtm/subscription/error``: a subscription can no longer be served as asked (PROTOCOL §5)."""
+def subscription_error(subscription_id: Any, message: str, code: str, position: str) -> bytes:
+    """``rtm/subscription/error``: a subscription can no longer be served as asked (PROTOCOL §5).
+
+    Carries ``messages: []`` and a non-null ``position`` (PROTOCOL §7 MUST): the ``cobras`` client hands
+    every ``rtm/subscription/*`` PDU to the subscription's data handler, reads ``body["messages"]`` and
+    asserts ``body["position"]``, and dies on anything less."""
     return orjson.dumps(
         {
             "action": "rtm/subscription/error",
@@ -153,6 +167,7 @@ def subscription_error(subscription_id: Any, message: str, code: str, position: 
                 "error": message,
                 "code": code,
                 "position": position,
+                "messages": [],
             },
         }
     )

@@ -28,6 +28,9 @@ class Client(Protocol):
     @property
     def closing(self) -> bool: ...
 
+    # "json" or "cbor" (PROTOCOL §10): which subscriptions it gets, how its pushes are encoded.
+    encoding: str
+
     def send_payload(self, payload: bytes) -> None: ...
 
     def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None: ...

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
 
-from . import protocol
+from . import codec, protocol
 from .engine.merge import merge
-from .positions import Position, parse_position
+from .positions import START, Position, parse_position
 
 if TYPE_CHECKING:
     from .stream_sql import StreamFilter
@@ -28,6 +28,11 @@ class Sink(Protocol):
 
 
 class Subscription:
+    """A subscription of a JSON connection: its pushes are JSON."""
+
+    # Builds the shared end of a push when the caller did not hand one over (replay, batches).
+    _make_tail = staticmethod(protocol.push_tail)
+
     __slots__ = (
         "_batch",
         "_batch_count",
@@ -99,7 +104,7 @@ class Subscription:
         if self.batch_size == 1:
             self.position = position
             if tail is None:
-                tail = protocol.push_tail(position, messages_json)
+                tail = self._make_tail(position, messages_json)
             self.sink.send_push(self.counter, self._subscription_part, tail)
             self.counter += 1
             return
@@ -120,7 +125,7 @@ class Subscription:
         if not self._batch:
             return
         self.position = self._batch_position
-        tail = protocol.push_tail(self._batch_position, b",".join(self._batch))
+        tail = self._make_tail(self._batch_position, b",".join(self._batch))
         self._batch = []
         self._batch_count = 0
         self.sink.send_push(self.counter, self._subscription_part, tail)
@@ -143,8 +148,13 @@ class Subscription:
             self.flush()
 
     def send_error(self, message: str, code: str, position: str | None) -> None:
-        """Tell the client this subscription hit a problem it keeps living through (PROTOCOL §9)."""
-        self.sink.send_payload(protocol.subscription_error(self.subscription_id, message, code, position))
+        """Tell the client this subscription hit a problem it keeps living through (PROTOCOL §9).
+
+        The PDU always names a position (PROTOCOL §7 MUST): ``position`` when the caller knows where
+        delivery stands, else the last one this subscription delivered (its channel's tail at subscribe
+        time before any message), else ``"0-0"``: a resume from there may repeat, never skip."""
+        where = position or self.position or START
+        self.sink.send_payload(protocol.subscription_error(self.subscription_id, message, code, where))
 
     def cancel(self) -> None:
         """The subscription ends: drop what is pending, stop the timer."""
@@ -153,6 +163,24 @@ class Subscription:
             self._flush_timer = None
         self._batch = []
         self.syncing = None
+
+
+class CborSubscription(Subscription):
+    """A subscription of a CBOR connection (PROTOCOL §10): the same messages, pushed as CBOR.
+
+    The engine hands it the JSON tail it built for the JSON subscribers; that one is ignored, and the CBOR
+    tail is built by :func:`app.codec.push_tail`, once per message for all CBOR subscribers of a filter
+    group. JSON subscriptions never pay for any of this."""
+
+    __slots__ = ()
+    _make_tail = staticmethod(codec.push_tail)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._subscription_part = codec.push_subscription_part(self.subscription_id)
+
+    def _emit(self, position: str, messages_json: bytes, count: int, tail: bytes | None) -> None:
+        Subscription._emit(self, position, messages_json, count, None)
 
 
 def _position_of(pending: tuple[str, bytes, int]) -> Position | None:

@@ -32,9 +32,16 @@ log = logging.getLogger(__name__)
 Handler = Callable[["Session", Request, "Services", "Client"], bytes | None]
 
 
-def dispatch(session: Session, payload: bytes, services: Services, client: Client) -> None:
-    """Handle one incoming message; every outcome is a reply, a fatal close, or a logged bug."""
-    request = protocol.parse_request(payload)
+def dispatch(
+    session: Session,
+    payload: bytes,
+    services: Services,
+    client: Client,
+    parse: Callable[[bytes], Request | FatalError] = protocol.parse_request,
+) -> None:
+    """Handle one incoming message; every outcome is a reply, a fatal close, or a logged bug. ``parse``
+    decodes it: JSON, or CBOR on a CBOR connection (:func:`app.codec.parse_request`)."""
+    request = parse(payload)
     if isinstance(request, FatalError):
         services.stats.errors += 1
         client.send_payload(protocol.fatal(request.reason))
@@ -43,7 +50,7 @@ def dispatch(session: Session, payload: bytes, services: Services, client: Clien
     action = request.action
     try:
         if request.body_error is not None:
-            raise ActionError(request.body_error, ErrorCode.BAD_SCHEMA)
+            raise ActionError(request.body_error, request.error_code)
         if not action.startswith("auth/"):
             authorize(session, action)
         reply = HANDLERS[action](session, request, services, client)

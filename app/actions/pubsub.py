@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .. import protocol
+from .. import codec, protocol
 from ..channels import channel_key
 from ..engine import EngineError
 from ..protocol import ActionError, ErrorCode, Request
 from ..stream_sql import FilterError, compile_filter
-from ..subscription import Subscription
+from ..subscription import CborSubscription, Subscription
 from .common import check_channel, end_subscription, position_field, string_field, subscriptions_changed
 
 if TYPE_CHECKING:
@@ -144,6 +144,9 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
     if channel is None or subscription_id is None:
         raise ActionError("missing channel and subscription_id", ErrorCode.MISSING_CHANNEL)
     position = None if body.get("position") == "$" else position_field(body)
+    history = history_field(body)
+    if position is not None:
+        history = None  # PROTOCOL §5: with both, position wins
     batch_size = body.get("batch_size", 1)
     if batch_size is None:
         batch_size = 1
@@ -167,7 +170,9 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
         end_subscription(session, existing, services)
     services.limits.check_subscriptions(session.app, len(subscriptions))
 
-    sub = Subscription(
+    # A CBOR client's subscription pushes CBOR (PROTOCOL §10); the engine cannot tell the two apart.
+    kind = CborSubscription if client.encoding == codec.SUBPROTOCOL else Subscription
+    sub = kind(
         client,
         subscription_id,
         channel,
@@ -178,7 +183,7 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
     )
     subscriptions[subscription_id] = sub
     try:
-        tail = engine.subscribe(sub, replay=position is not None)
+        tail = engine.subscribe(sub, replay=position is not None or history is not None)
     except EngineError:
         subscriptions.pop(subscription_id, None)
         raise
@@ -201,7 +206,28 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
     )
     if position is not None:
         engine.replay(sub, position, services.config.history_policy(session.app_key))
+    elif history is not None:
+        engine.replay_recent(sub, *history, services.config.history_policy(session.app_key))
     return None
+
+
+def history_field(body: dict[str, Any]) -> tuple[int | None, int | None] | None:
+    """The body's ``history: {count, age}`` (PROTOCOL §5) as (count, age), either None when not given;
+    None when absent. Both are non-negative integers; anything else is ``invalid_history``."""
+    history = body.get("history")
+    if history is None:
+        return None
+    if not isinstance(history, dict):
+        raise ActionError(f"Invalid history: {history}", ErrorCode.INVALID_HISTORY)
+    bounds = []
+    for name in ("count", "age"):
+        value = history.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ActionError(
+                f"Invalid history: {name} must be a non-negative integer", ErrorCode.INVALID_HISTORY
+            )
+        bounds.append(value)
+    return bounds[0], bounds[1]
 
 
 def unsubscribe(session: Session, request: Request, services: Services, client: Client) -> bytes:

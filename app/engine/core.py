@@ -15,6 +15,7 @@ parts that handle them: a Pub/Sub message goes from the reader's loop straight t
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +32,10 @@ from .interface import PublishCallback, ShardStatus
 from .links import LinkOptions, ShardLink
 from .publisher import UNAVAILABLE
 from .recovery import Recovery
+from .resume import history_window
 from .router import Router, prepare
 from .shardset import ShardSet
-from .streams import entry_at, last_entry, resume_plan
+from .streams import entry_at, last_entry, recent_entries, resume_plan
 
 if TYPE_CHECKING:
     from ..subscription import Subscription
@@ -213,6 +215,25 @@ class Engine:
             sub.send_error(
                 f"position {position} is no longer available", ErrorCode.EXPIRED_POSITION, expired_at
             )
+        sub.finish_sync(prepare(sub, entries))
+
+    def replay_recent(
+        self, sub: Subscription, count: int | None, age: int | None, policy: HistoryPolicy
+    ) -> None:
+        """Send ``sub`` the channel's last ``count`` messages not older than ``age`` seconds (PROTOCOL §5
+        ``history``), then switch it to live with no gap and no duplicate."""
+        window = history_window(count, age, int(time.time() * 1000), policy.replay, REPLAY_LIMIT)
+        if window is None:
+            sub.finish_sync([])
+            return
+        route = self.router.routes.get(sub.key.encode())
+        link = route.link if route is not None else self.link_for(sub.key)
+        try:
+            entries = recent_entries(link.client, sub.key, window)
+        except redis.RedisError:
+            sub.finish_sync([])
+            sub.send_error("shard unavailable: history could not be read", ErrorCode.SHARD_UNAVAILABLE, None)
+            return
         sub.finish_sync(prepare(sub, entries))
 
     def unsubscribe(self, sub: Subscription) -> None:

@@ -53,6 +53,13 @@ class EngineAPI(Protocol):
     def replay(self, sub: Subscription, position: str, policy: HistoryPolicy) -> None:
         """Send ``sub`` what follows ``position``, then switch it to live: no gap, no duplicate."""
 
+    def replay_recent(
+        self, sub: Subscription, count: int | None, age: int | None, policy: HistoryPolicy
+    ) -> None:
+        """``history: {count, age}`` (PROTOCOL §5): send ``sub`` the retained messages among the channel's
+        last ``count`` and not older than ``age`` seconds (None: no such bound), then switch it to live as
+        :meth:`replay` does. ``sub`` was subscribed with ``replay``."""
+
     def unsubscribe(self, sub: Subscription) -> None: ...
 
     def read(self, key: str, position: str | None = None) -> tuple[bytes | None, str | None]:

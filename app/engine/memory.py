@@ -21,7 +21,7 @@ from ..protocol import ErrorCode
 from .errors import EngineError, shard_unavailable
 from .history import REPLAY_LIMIT
 from .interface import PublishCallback, ShardStatus
-from .resume import decide_resume
+from .resume import decide_resume, history_window, select_recent
 from .router import prepare
 
 if TYPE_CHECKING:
@@ -158,19 +158,22 @@ class MemoryEngine:
         last = entries[-1][0] if entries else None
         decision = decide_resume(position, first, last, policy.replay)
         if decision.expired_at is not None:
-            sub.sink.send_payload(
-                protocol.subscription_error(
-                    sub.subscription_id,
-                    f"position {position} is no longer available",
-                    ErrorCode.EXPIRED_POSITION,
-                    decision.expired_at,
-                )
+            sub.send_error(
+                f"position {position} is no longer available", ErrorCode.EXPIRED_POSITION, decision.expired_at
             )
         replayed: list[tuple[str, bytes]] = []
         if decision.replay_after is not None:
             after = parse_position(decision.replay_after) or (0, 0)
             replayed = [e for e in entries if (parse_position(e[0]) or (0, 0)) > after][:REPLAY_LIMIT]
         sub.finish_sync(prepare(sub, replayed))
+
+    def replay_recent(
+        self, sub: Subscription, count: int | None, age: int | None, policy: HistoryPolicy
+    ) -> None:
+        channel = self._channel(sub.key)
+        entries = channel.entries if channel is not None else []
+        window = history_window(count, age, self._now_ms(), policy.replay, REPLAY_LIMIT)
+        sub.finish_sync(prepare(sub, select_recent(entries, window)))
 
     def unsubscribe(self, sub: Subscription) -> None:
         sub.cancel()

@@ -1,15 +1,19 @@
 """Where a subscriber resuming from a position restarts (PROTOCOL §7): a pure decision, no I/O.
 
 Given the oldest and newest retained positions of a channel and the position a client asks to resume
-after, decide what to replay and whether the asked position expired. The Redis engine reads ``first`` and
-``last`` from the stream, the in-memory engine from its list; both then act on the same decision.
+after, decide what to replay and whether the asked position expired; for ``history: {count, age}``,
+which of the newest entries to replay (:func:`history_window`, :func:`select_recent`). The Redis engine
+reads the stream, the in-memory engine its list; both then act on the same decision.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from ..positions import START, parse_position
+
+Entry = TypeVar("Entry", bound=tuple[Any, ...])
 
 
 @dataclass(frozen=True)
@@ -43,3 +47,40 @@ def decide_resume(asked: str, first: str | None, last: str | None, replay_enable
     if wanted is None or oldest is None or wanted < oldest:
         return ResumeDecision(START, first)
     return ResumeDecision(asked, None)
+
+
+# --- history: {count, age} on subscribe (PROTOCOL §5) ----------------------------------------------------
+@dataclass(frozen=True)
+class HistoryWindow:
+    """Which retained entries a ``history`` subscribe replays: the newest ``limit`` of those at or after
+    millisecond ``oldest_ms`` (None: however old)."""
+
+    oldest_ms: int | None
+    limit: int
+
+
+def history_window(
+    count: int | None, age: int | None, now_ms: int, replay_enabled: bool, cap: int
+) -> HistoryWindow | None:
+    """The window for ``history: {count, age}`` asked at ``now_ms``, or None when nothing is replayed:
+    ``count: 0``, ``{}``, or a channel without history. The entries replayed are among the channel's last
+    ``count`` **and** not older than ``age`` seconds; never more than ``cap`` (the replay bound)."""
+    if not replay_enabled or count == 0 or (count is None and age is None):
+        return None
+    limit = cap if count is None else min(count, cap)
+    return HistoryWindow(None if age is None else now_ms - age * 1000, limit)
+
+
+def select_recent(entries: list[Entry], window: HistoryWindow | None) -> list[Entry]:
+    """The entries of ``window`` among ``entries`` (oldest first, ``(position, ...)``), oldest first."""
+    if window is None:
+        return []
+    if window.oldest_ms is not None:
+        oldest = window.oldest_ms
+        entries = [entry for entry in entries if _ms(entry[0]) >= oldest]
+    return entries[-window.limit :]
+
+
+def _ms(position: str) -> int:
+    parsed = parse_position(position)
+    return parsed[0] if parsed is not None else 0

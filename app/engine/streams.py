@@ -9,7 +9,7 @@ import redis
 
 from ..positions import START
 from .history import HistoryPolicy
-from .resume import decide_resume
+from .resume import HistoryWindow, decide_resume
 
 
 def _entries(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, bytes]]:
@@ -50,3 +50,12 @@ def resume_plan(
     decision = decide_resume(position, first, last, policy.replay)
     entries = entries_after(client, key, decision.replay_after, limit) if decision.replay_after else []
     return entries, decision.expired_at
+
+
+def recent_entries(client: redis.Redis, key: str, window: HistoryWindow) -> list[tuple[str, bytes]]:
+    """The entries of a ``history`` window (:func:`.resume.history_window`), oldest first: one XREVRANGE
+    from the tail down to the window's oldest millisecond, at most ``limit`` entries."""
+    low = "-" if window.oldest_ms is None else f"{max(window.oldest_ms, 0)}-0"
+    found = _entries(client.xrevrange(key, max="+", min=low, count=window.limit))
+    found.reverse()
+    return found

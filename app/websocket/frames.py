@@ -120,6 +120,7 @@ class MessageReader:
 
     __slots__ = (
         "_buffer",
+        "_check_utf8",
         "_decompressor",
         "_deflate",
         "_fragments",
@@ -129,8 +130,11 @@ class MessageReader:
         "max_message_size",
     )
 
-    def __init__(self, max_message_size: int, deflate: DeflateParams | None = None) -> None:
+    def __init__(
+        self, max_message_size: int, deflate: DeflateParams | None = None, check_utf8: bool = True
+    ) -> None:
         self.max_message_size = max_message_size
+        self._check_utf8 = check_utf8  # False on CBOR connections, whose text frames carry CBOR
         self._deflate = deflate
         self._buffer = b""
         self._fragments: list[bytes] = []
@@ -220,7 +224,7 @@ class MessageReader:
     def _complete(self, opcode: int, payload: bytes, compressed: bool) -> Event:
         if compressed:
             payload = self._inflate(payload)
-        if opcode == OP_TEXT:
+        if opcode == OP_TEXT and self._check_utf8:
             try:
                 payload.decode("utf-8")
             except UnicodeDecodeError:

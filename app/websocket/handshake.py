@@ -18,6 +18,7 @@ from typing import Any
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 SUPPORTED_VERSION = "13"
 SUBPROTOCOL = "json"  # the C++ SDK offers it and requires it to be selected (PROTOCOL §1)
+CBOR_SUBPROTOCOL = "cbor"  # the Satori RTM SDKs' CBOR mode, selected only when json is not offered (§10)
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
@@ -93,7 +94,10 @@ def check_upgrade(environ: Mapping[str, Any], *, deflate_enabled: bool) -> Upgra
         raise HandshakeError("Sec-WebSocket-Key must be 16 bytes in base64") from None
 
     offered = _tokens(environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", ""))
-    subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
+    if SUBPROTOCOL in offered:
+        subprotocol: str | None = SUBPROTOCOL
+    else:
+        subprotocol = CBOR_SUBPROTOCOL if CBOR_SUBPROTOCOL in offered else None
     deflate = None
     if deflate_enabled:
         deflate = negotiate_deflate(environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS", ""))

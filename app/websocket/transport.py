@@ -62,7 +62,10 @@ class WebSocket:
         self.socket = sock
         self.deflate: DeflateParams | None = upgrade.deflate
         self.subprotocol = upgrade.subprotocol
-        self._reader = MessageReader(max_message_size, upgrade.deflate)
+        # A CBOR connection may send CBOR in text frames (the Satori Python SDK does): no UTF-8 check there.
+        self._reader = MessageReader(
+            max_message_size, upgrade.deflate, check_utf8=upgrade.subprotocol != "cbor"
+        )
         self._window_bits = upgrade.deflate.server_max_window_bits if upgrade.deflate else 15
         self._compress_min_size = compress_min_size
         self._leftover = leftover
@@ -80,12 +83,12 @@ class WebSocket:
             raise ConnectionClosed("end of stream")
         return self._reader.feed(data)
 
-    def encode_message(self, payload: bytes) -> bytes:
-        """A text frame for ``payload``, compressed when deflate was agreed and the message is big enough
-        to gain from it (RFC 7692 lets each message choose)."""
+    def encode_message(self, payload: bytes, opcode: int = OP_TEXT) -> bytes:
+        """A text (or ``opcode``) frame for ``payload``, compressed when deflate was agreed and the message
+        is big enough to gain from it (RFC 7692 lets each message choose)."""
         if self.deflate is not None and len(payload) >= self._compress_min_size:
-            return encode_frame(OP_TEXT, compress_message(payload, self._window_bits), compressed=True)
-        return encode_frame(OP_TEXT, payload)
+            return encode_frame(opcode, compress_message(payload, self._window_bits), compressed=True)
+        return encode_frame(opcode, payload)
 
 
 def take_over_socket(sock: socket.socket, rfile: Any) -> bytes:

@@ -12,44 +12,27 @@ Each test runs the real ``cobra`` command line: ``health``, ``subscribe --stream
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
 from app.config_store import ConfigStore, dump_apps_yaml
 from app.models import App
 from tests.conftest import TEST_APP
-from tests.support.processes import ROOT, BrokerProcess, wait_until
+from tests.support.processes import BrokerProcess, wait_until
+from tests.support.reference import install_reference_cli, reference_env
 
 pytestmark = pytest.mark.slow
-
-SETUP = ROOT / "bench" / "reference" / "setup.sh"
-
-
-def unavailable(why: str) -> NoReturn:
-    """Skip on a developer's machine without network; fail in CI, where a silent skip would hide that our
-    only independent-client test did not run."""
-    if os.environ.get("CI", "").lower() in {"true", "1"}:
-        pytest.fail(f"CI=true and {why}", pytrace=False)
-    pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
 def reference_cli() -> Path:
     """The ``cobra`` executable of the reference venv (installed on first use)."""
-    try:
-        result = subprocess.run([str(SETUP)], capture_output=True, text=True, timeout=900)
-    except subprocess.TimeoutExpired:
-        unavailable("installing the reference cobras client took more than 15 minutes")
-    if result.returncode != 0:
-        unavailable(f"the reference cobras client could not be installed:\n{result.stderr[-2000:]}")
-    return Path(result.stdout.strip()) / "bin" / "cobra"
+    return install_reference_cli()
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +66,7 @@ def cobra(
 
 
 def _env(apps_yaml: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COBRA_")}
-    env.update(COBRA_APPS_CONFIG=str(apps_yaml), PYTHONUNBUFFERED="1")
-    return env
+    return reference_env(apps_yaml)
 
 
 def _connection_flags(

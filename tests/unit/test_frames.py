@@ -105,6 +105,12 @@ def test_invalid_utf8_binary_is_passed_on():
     assert MessageReader(100).feed(client_frame(2, b"\xc3\x28")) == [(2, b"\xc3\x28")]
 
 
+def test_text_is_not_utf8_checked_where_it_carries_cbor():
+    # PROTOCOL §10: the Satori Python SDK sends CBOR in text frames; only a CBOR connection skips the check.
+    cbor_text = b"\xa1\xc3\x28"  # a CBOR map head, then bytes that are not UTF-8
+    assert MessageReader(100, check_utf8=False).feed(client_frame(1, cbor_text)) == [(1, cbor_text)]
+
+
 def deflated(data: bytes) -> bytes:
     compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
     return (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]

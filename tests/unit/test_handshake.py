@@ -111,3 +111,14 @@ def test_invalid_offers_are_declined(offer):
 def test_deflate_is_not_negotiated_when_disabled():
     env = environ(HTTP_SEC_WEBSOCKET_EXTENSIONS="permessage-deflate")
     assert check_upgrade(env, deflate_enabled=False).deflate is None
+
+
+@pytest.mark.parametrize(
+    ("offer", "selected"),
+    [("cbor", "cbor"), ("chat, CBOR", "cbor"), ("cbor, json", "json"), ("json, cbor", "json")],
+)
+def test_cbor_is_selected_when_offered_and_json_is_not(offer, selected):
+    # PROTOCOL §1, §10: json wins (the C++ SDK requires it); cbor for the Satori SDKs' CBOR mode.
+    upgrade = check_upgrade(environ(HTTP_SEC_WEBSOCKET_PROTOCOL=offer), deflate_enabled=True)
+    assert upgrade.subprotocol == selected
+    assert ("Sec-WebSocket-Protocol", selected) in upgrade.response_headers()

@@ -84,4 +84,5 @@ def test_subscription_error_shape():
         "error": "gone",
         "code": "expired_position",
         "position": "1-0",
+        "messages": [],
     }

@@ -95,3 +95,19 @@ def test_filtered_batches_count_each_message():
     sub.deliver("1-0", b"1,2", 2)
     sub.deliver("2-0", b"3", 1)
     assert [p["body"]["messages"] for p in sink.pushes] == [[1, 2, 3]]
+
+
+def test_a_subscription_error_carries_no_messages_and_a_position_even_when_the_caller_has_none():
+    # PROTOCOL §7 MUST: the cobras client reads body["messages"] and asserts body["position"] of every
+    # rtm/subscription/* PDU.
+    sub, sink = make()
+    sub.send_error("shard s1 is unavailable", "shard_unavailable", None)
+    sub.position = "17-2"
+    sub.send_error("shard s1 is unavailable", "shard_unavailable", None)
+    sub.send_error("position 1-0 is no longer available", "expired_position", "20-0")
+    assert [(p["body"]["messages"], p["body"]["position"]) for p in sink.pushes] == [
+        ([], "0-0"),
+        ([], "17-2"),
+        ([], "20-0"),
+    ]
+    assert all(p["action"] == "rtm/subscription/error" and p["id"] is not None for p in sink.pushes)

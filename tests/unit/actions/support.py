@@ -41,6 +41,8 @@ class Clock:
 class RecordingClient:
     """The client side of a connection: every PDU it would be sent, decoded, and how it was closed."""
 
+    encoding = "json"
+
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.close_code: int | None = None
