@@ -100,9 +100,11 @@ def _locked_for(keys: list[str]) -> int:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path inside the panel: anything else would make the login page an open redirect."""
+    """Only a path inside the panel: anything else would make the login page an open redirect. A control
+    character or a space is refused too: CR/LF would split the Location header (werkzeug raises, a 500) and
+    browsers drop tabs and newlines from URLs, so what they follow is not what was checked."""
     default = url_for("live.dashboard")
-    if not target:
+    if not target or any(char <= " " or char == "\x7f" for char in target):
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or "\\" in target or not target.startswith(request.script_root + "/"):

@@ -63,9 +63,18 @@ def dispatch(
     except Exception:
         # A bug must cost one request, not the connection or the process.
         log.exception("connection %s: %s failed", session.id, action, extra={"connection_id": session.id})
-        reply = protocol.error(action, request.id, "internal error", ErrorCode.INTERNAL_ERROR)
+        reply = _internal_error(action, request.id)
     if reply is not None:
         client.send_payload(reply)
+
+
+def _internal_error(action: str, pdu_id: object) -> bytes:
+    try:
+        return protocol.error(action, pdu_id, "internal error", ErrorCode.INTERNAL_ERROR)
+    except TypeError:
+        # An id orjson cannot echo (parse_request refuses them; this is the net under it): the reply must
+        # still go out, or the error path itself escapes and costs the connection.
+        return protocol.error(action, protocol.DEFAULT_ID, "internal error", ErrorCode.INTERNAL_ERROR)
 
 
 HANDLERS: dict[str, Handler] = {

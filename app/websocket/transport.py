@@ -122,10 +122,51 @@ def _ascii(text: str) -> str:
     return printable(text).encode("ascii", "backslashreplace").decode("ascii")
 
 
+def framing_problem(headers: Any) -> str | None:
+    """Why a request head (gevent's parsed headers) leaves its body length open to more than one reading,
+    or None. A front proxy that read it differently would take the rest of the body for a second request
+    (request smuggling), so each of these is a 400 and a close (RFC 9112 §5, §6)."""
+    if headers.defects or headers.get_payload():
+        # A line that is not ``name: value`` ("Content-Length : 5" included, RFC 9112 §5.1 "MUST reject"):
+        # the parser stopped there and dropped it and every header after it.
+        return "malformed header line"
+    for name, value in headers.items():
+        if "\n" in value:
+            return f"folded header line: {name}"  # obs-fold (RFC 9112 §5.2), "Transfer-Encoding:\r\n chunked"
+    lengths = {value.strip(" \t") for value in headers.get_all("content-length") or ()}
+    if any(not (value.isascii() and value.isdigit()) for value in lengths):
+        return "Content-Length is not a number"
+    if len(lengths) > 1:
+        return "conflicting Content-Length headers"  # the same value repeated is allowed (RFC 9112 §6.3)
+    encodings = headers.get_all("transfer-encoding")
+    if encodings is not None:
+        codings = [coding.strip(" \t").lower() for value in encodings for coding in value.split(",")]
+        if [coding for coding in codings if coding] != ["chunked"]:
+            # gevent decodes chunked only, and only when it is the whole header: anything else it would
+            # read as a Content-Length body, or as none.
+            return "unsupported Transfer-Encoding"
+        if lengths:
+            return "both Content-Length and Transfer-Encoding"  # RFC 9112 §6.1
+    upgrade = {token.strip(" \t").lower() for token in (headers.get("upgrade") or "").split(",")}
+    if "websocket" in upgrade and (encodings is not None or lengths - {"0"}):
+        # The socket becomes the WebSocket's after the 101: a body would be read as frames.
+        return "an upgrade request with a body"
+    return None
+
+
 class CobraWebSocketHandler(WebSocketHandler):
     """gevent-websocket's handler with the upgrade decision moved into the application."""
 
     _bad_request = ""  # what gevent found wrong with the current request, for its access line
+
+    def MessageClass(self, *args: Any) -> Any:  # gevent's name for it
+        """gevent's header parsing, then :func:`framing_problem`: a ValueError raised here becomes gevent's
+        400 and close, without a traceback (``WSGIHandler._handle_client_error``)."""
+        headers = WSGIHandler.MessageClass(self, *args)
+        problem = framing_problem(headers)
+        if problem is not None:
+            raise ValueError(problem)
+        return headers
 
     def handle(self) -> None:
         # Every reply is small and complete when written: no Nagle delay on any connection. pywsgi writes a
