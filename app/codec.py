@@ -21,15 +21,13 @@ from typing import Any
 import cbor2
 import orjson
 
-from .protocol import ACTIONS, DEFAULT_ID, ErrorCode, FatalError, Request, request_from_pdu
+from .protocol import ACTIONS, DEFAULT_ID, MAX_DEPTH, ErrorCode, FatalError, Request, request_from_pdu
 
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "cbor"
 
-# The deepest nesting accepted, counted from the PDU (orjson refuses to serialise past 254 levels, and every
-# message is stored as JSON); deeper is ``invalid_message``.
-MAX_DEPTH = 250
+# The deepest nesting accepted is protocol.MAX_DEPTH, as for JSON PDUs; deeper is ``invalid_message``.
 # What cbor2 itself recurses into before it gives up (a fatal ``bad_schema``: nothing was decoded).
 DECODE_MAX_DEPTH = 400
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # what orjson (and so the JSON side) can carry

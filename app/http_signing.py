@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from .models import Role
+from .protocol import MAX_DEPTH, nested_deeper_than
 
 ROLE_HEADER = "X-Cobra-Role"
 TIMESTAMP_HEADER = "X-Cobra-Timestamp"
@@ -92,6 +93,8 @@ def parse_publish_body(body: bytes) -> tuple[list[PublishItem], bool]:
         raise BadRequest(f"body is not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise BadRequest("body must be a JSON object")
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and nested_deeper_than(document, MAX_DEPTH):
+        raise BadRequest(f"body nested deeper than {MAX_DEPTH} levels", "invalid_message")
     if "messages" in document:
         entries = document["messages"]
         if not isinstance(entries, list) or not entries:

@@ -255,3 +255,10 @@ def test_cli_publish_over_http_with_a_wrong_secret_says_so_in_one_line(broker, c
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: HTTP publish refused: HTTP 401")
     assert "Traceback" not in result.stderr
+
+
+def test_a_body_nested_300_levels_deep_gets_400_not_a_crash(broker, channel):
+    deep = b"[" * 300 + b"1" + b"]" * 300  # orjson parses it (depth 1024) but cannot store it again
+    status, reply = post(broker, b'{"channel": "' + channel.encode() + b'", "message": ' + deep + b"}")
+    assert (status, reply["code"]) == (400, "invalid_message")
+    assert post(broker, orjson.dumps({"channel": channel, "message": 1}))[0] == 200
