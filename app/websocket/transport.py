@@ -12,6 +12,7 @@ ends): gevent-websocket's own lines would go to the root logger for every reques
 
 from __future__ import annotations
 
+import email.errors
 import logging
 import socket
 from collections.abc import Callable
@@ -122,11 +123,21 @@ def _ascii(text: str) -> str:
     return printable(text).encode("ascii", "backslashreplace").decode("ascii")
 
 
+# What Python's e-mail parser (gevent's header parser) says about a MIME *body* it was not given: a
+# multipart/form-data request's head alone has no boundary yet. Not a framing problem.
+_BODY_DEFECTS = (
+    email.errors.StartBoundaryNotFoundDefect,
+    email.errors.CloseBoundaryNotFoundDefect,
+    email.errors.MultipartInvariantViolationDefect,
+    email.errors.NoBoundaryInMultipartDefect,
+)
+
+
 def framing_problem(headers: Any) -> str | None:
     """Why a request head (gevent's parsed headers) leaves its body length open to more than one reading,
     or None. A front proxy that read it differently would take the rest of the body for a second request
     (request smuggling), so each of these is a 400 and a close (RFC 9112 §5, §6)."""
-    if headers.defects or headers.get_payload():
+    if any(not isinstance(d, _BODY_DEFECTS) for d in headers.defects) or headers.get_payload():
         # A line that is not ``name: value`` ("Content-Length : 5" included, RFC 9112 §5.1 "MUST reject"):
         # the parser stopped there and dropped it and every header after it.
         return "malformed header line"
