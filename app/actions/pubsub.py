@@ -161,14 +161,12 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
     engine = services.engine
     subscriptions = session.subscriptions
     existing = subscriptions.get(subscription_id)
-    if existing is not None:
-        if body.get("force") is not True:
-            raise ActionError(
-                f"subscription_id {subscription_id} is already in use", ErrorCode.ALREADY_SUBSCRIBED
-            )
-        del subscriptions[subscription_id]
-        end_subscription(session, existing, services)
-    services.limits.check_subscriptions(session.app, len(subscriptions))
+    if existing is not None and body.get("force") is not True:
+        raise ActionError(
+            f"subscription_id {subscription_id} is already in use", ErrorCode.ALREADY_SUBSCRIBED
+        )
+    # A forced replacement stays attached until the new one is live (see _replace), so it does not count.
+    services.limits.check_subscriptions(session.app, len(subscriptions) - (existing is not None))
 
     # A CBOR client's subscription pushes CBOR (PROTOCOL §10); the engine cannot tell the two apart.
     kind = CborSubscription if client.encoding == codec.SUBPROTOCOL else Subscription
@@ -182,11 +180,24 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
         settings.batch_flush_interval,
     )
     subscriptions[subscription_id] = sub
+    replay = position is not None or history is not None
+    if existing is not None and not replay:
+        # Until the swap, the old subscription delivers; what reaches the new one meanwhile is held, then
+        # dropped at the swap (the old one delivered what matched it), so nothing is lost or doubled.
+        sub.begin_sync()
     try:
-        tail = engine.subscribe(sub, replay=position is not None or history is not None)
+        tail = engine.subscribe(sub, replay=replay)
     except EngineError:
-        subscriptions.pop(subscription_id, None)
+        if subscriptions.get(subscription_id) is sub:
+            if existing is not None:
+                subscriptions[subscription_id] = existing  # a failed replacement leaves the old one running
+            else:
+                del subscriptions[subscription_id]
+        elif existing is not None:
+            end_subscription(session, existing, services)
         raise
+    if existing is not None:
+        _replace(session, existing, sub, services, live=not replay)
     if client.closing or subscriptions.get(subscription_id) is not sub:
         end_subscription(session, sub, services)  # the connection went away while we waited for Redis
         return None
@@ -209,6 +220,18 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
     elif history is not None:
         engine.replay_recent(sub, *history, services.config.history_policy(session.app_key))
     return None
+
+
+def _replace(session: Session, old: Subscription, new: Subscription, services: Services, live: bool) -> None:
+    """``force: true`` (PROTOCOL §5): swap ``new`` in for ``old`` without yielding, both attached to the
+    engine at that moment, so every message is delivered by exactly one of them. The push counter goes on
+    from the old one's: the subscription is replaced in place, its push ids stay one sequence."""
+    old.flush()  # a partial batch of the old filter goes out under the old counter
+    new.counter = old.counter
+    new.position = old.position
+    if live:
+        new.syncing = None  # held while the old one still delivered: drop, it covered them
+    end_subscription(session, old, services)
 
 
 def history_field(body: dict[str, Any]) -> tuple[int | None, int | None] | None:
