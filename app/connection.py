@@ -42,7 +42,6 @@ from .websocket import (
     encode_frame,
     text_frame_header,
 )
-from .websocket.frames import frame_header
 
 if TYPE_CHECKING:
     from .services import Services
@@ -88,7 +87,8 @@ class FlushQueue:
 
 
 class Connection:
-    """A JSON connection (text frames out); :class:`CborConnection` when the client chose ``cbor``."""
+    """A JSON connection (text frames out); :class:`app.cbor_connection.CborConnection` when the client
+    chose ``cbor``."""
 
     encoding = "json"
     parse_request = staticmethod(protocol.parse_request)
@@ -119,6 +119,8 @@ class Connection:
         # The sub-protocol agreed in the handshake decides the class, so the broker builds every
         # connection the same way and the JSON one keeps its hot path free of any encoding test.
         if cls is Connection and ws.subprotocol == codec.SUBPROTOCOL:
+            from .cbor_connection import CborConnection  # imported once, by the first CBOR client
+
             cls = CborConnection
         return object.__new__(cls)
 
@@ -387,35 +389,3 @@ class Connection:
             if self._writer is not None:
                 self._writer.kill(block=False)
             self._on_closed(self)
-
-
-class CborConnection(Connection):
-    """A connection that chose the ``cbor`` sub-protocol (PROTOCOL §10): requests are CBOR (in binary or
-    text frames), and everything sent is CBOR in binary frames. Replies are built as JSON like everywhere
-    else and turned into CBOR here (one parse and one encode per reply); pushes arrive as CBOR pieces from
-    :class:`app.subscription.CborSubscription`."""
-
-    __slots__ = ()
-    encoding = codec.SUBPROTOCOL
-    parse_request = staticmethod(codec.parse_request)
-
-    def send_payload(self, payload: bytes) -> None:
-        """Queue one PDU, given as JSON bytes, as CBOR."""
-        if not self._closing:
-            self._enqueue(self.ws.encode_message(codec.from_json(payload), OP_BINARY))
-
-    def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None:
-        """Queue a CBOR subscription push, framed in one copy."""
-        if self._closing:
-            return
-        number = codec.push_counter(counter)
-        size = CBOR_PUSH_HEAD_SIZE + len(number) + len(subscription_part) + len(tail)
-        if self._compress_from is not None and size >= self._compress_from:
-            message = b"".join((codec.PUSH_HEAD, number, subscription_part, tail))
-            self._enqueue(self.ws.encode_message(message, OP_BINARY))
-        else:
-            header = frame_header(0x80 | OP_BINARY, size)
-            self._enqueue(b"".join((header, codec.PUSH_HEAD, number, subscription_part, tail)))
-
-
-CBOR_PUSH_HEAD_SIZE = len(codec.PUSH_HEAD)
