@@ -3,8 +3,9 @@
 It implements :class:`~.interface.EngineAPI` the way the Redis engine does — positions ``"<ms>-<seq>"``
 that increase per channel, retention by :class:`~.history.HistoryPolicy` (newest ``max(max_length, 1)``
 entries, none older than ``max_age`` than the newest, an idle channel gone after ``max_age``), live
-delivery through each distinct filter once, resume decided by :func:`.resume.decide_resume` — so action
-handlers can be unit-tested against it. One process only: it has no shards and nothing to reconnect.
+delivery through the Redis engine's own :class:`~.router.Router` (each distinct filter once), resume
+decided by :func:`.resume.decide_resume` — so action handlers can be unit-tested against it. One process
+only: it has no shards and nothing to reconnect.
 """
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from .. import protocol
 from ..positions import START, parse_position
 from ..protocol import ErrorCode
 from .errors import EngineError, shard_unavailable
 from .history import REPLAY_LIMIT
 from .interface import PublishCallback, ShardStatus
 from .resume import decide_resume, history_window, select_recent
-from .router import prepare
+from .router import Router, prepare
 
 if TYPE_CHECKING:
     from ..models import Shard
@@ -30,33 +28,6 @@ if TYPE_CHECKING:
     from .history import HistoryPolicy
 
 SHARD_NAME = "memory"
-
-Groups = dict[Any, list["Subscription"]]  # filter (None = unfiltered) → subscriptions
-
-
-def fan_out(groups: Groups, position: str, message: bytes) -> int:
-    """Deliver one message to every subscription of a channel: each distinct filter runs once, each
-    result is serialised once, the shared end of the push is built once. Returns the deliveries."""
-    delivered = 0
-    parsed: Any = _UNPARSED
-    for stream_filter, subs in groups.items():
-        if stream_filter is None:
-            tail = protocol.push_tail(position, message)
-            for sub in subs:
-                sub.deliver(position, message, 1, tail)
-            delivered += len(subs)
-            continue
-        if parsed is _UNPARSED:
-            parsed = _loads(message)
-        results = stream_filter.apply(parsed)
-        if not results:
-            continue
-        joined = b",".join([orjson.dumps(r) for r in results])
-        tail = protocol.push_tail(position, joined)
-        for sub in subs:
-            sub.deliver(position, joined, len(results), tail)
-        delivered += len(subs) * len(results)
-    return delivered
 
 
 class _Channel:
@@ -76,7 +47,13 @@ class MemoryEngine:
         self.clock = clock
         self.available = True
         self.channels: dict[str, _Channel] = {}
-        self.subscribers: dict[str, Groups] = {}  # channel key → subscriptions grouped by filter
+        # The Redis engine's routing table and fan-out, fed by publish() instead of a Pub/Sub reader.
+        self.router = Router()
+
+    @property
+    def subscribers(self) -> dict[str, dict[Any, tuple[Subscription, ...]]]:
+        """Channel key → its subscriptions grouped by filter (what tests look at)."""
+        return {key.decode(): route.groups for key, route in self.router.routes.items()}
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -107,9 +84,7 @@ class MemoryEngine:
             return
         position = self._append(key, message, policy)
         if deliver:
-            groups = self.subscribers.get(key)
-            if groups:
-                fan_out(groups, position, message)
+            self.router.route_message(None, key.encode(), position.encode() + b" " + message)
         callback(position)
 
     def _append(self, key: str, message: bytes, policy: HistoryPolicy) -> str:
@@ -146,8 +121,7 @@ class MemoryEngine:
             raise shard_unavailable(SHARD_NAME)
         if replay:
             sub.begin_sync()
-        groups = self.subscribers.setdefault(sub.key, {})
-        groups.setdefault(sub.filter, []).append(sub)
+        self.router.add(sub, None)
         channel = self._channel(sub.key)
         return channel.entries[-1][0] if channel is not None and channel.entries else START
 
@@ -177,16 +151,7 @@ class MemoryEngine:
 
     def unsubscribe(self, sub: Subscription) -> None:
         sub.cancel()
-        groups = self.subscribers.get(sub.key)
-        if groups is None:
-            return
-        subs = groups.get(sub.filter, [])
-        if sub in subs:
-            subs.remove(sub)
-        if not subs:
-            groups.pop(sub.filter, None)
-        if not groups:
-            del self.subscribers[sub.key]
+        self.router.remove(sub)
 
     # ---------------------------------------------------------------- key/value
     def read(self, key: str, position: str | None = None) -> tuple[bytes | None, str | None]:
@@ -228,15 +193,5 @@ class MemoryEngine:
         return {SHARD_NAME: None if self.available else "unreachable (memory engine marked unavailable)"}
 
 
-_UNPARSED = object()
-
-
 def _ms(position: str) -> int:
     return int(position.partition("-")[0])
-
-
-def _loads(message: bytes) -> Any:
-    try:
-        return orjson.loads(message)
-    except orjson.JSONDecodeError:
-        return None

@@ -36,8 +36,9 @@ class Router:
         self.stats = stats or _Stats()
         self.routes: dict[bytes, Route] = {}
 
-    def add(self, sub: Subscription, link: ShardLink) -> Route:
-        """Attach ``sub`` to its channel's route, created on ``link`` when it is the channel's first."""
+    def add(self, sub: Subscription, link: ShardLink | None) -> Route:
+        """Attach ``sub`` to its channel's route, created on ``link`` when it is the channel's first
+        (None for the in-memory engine, which has no shards)."""
         key = sub.key.encode()
         route = self.routes.get(key)
         if route is None:
