@@ -9,15 +9,16 @@ evaluation rules.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from app.stream_sql.aggregate import AggregateView, ViewWindow, compile_view
 from app.stream_sql.cache import FilterCache
 from app.stream_sql.codegen import generate
 from app.stream_sql.errors import FilterError
 from app.stream_sql.parser import parse
 
-__all__ = ["FilterError", "StreamFilter", "compile_filter"]
+__all__ = ["AggregateView", "FilterError", "StreamFilter", "ViewWindow", "compile_filter"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +36,9 @@ class StreamFilter:
     - ``apply(message) -> list``: what to deliver for one published message: ``[]`` or ``[project(message)]``;
       for an object with a truthy ``messages`` array (a republished batch), the projection of each matching
       element instead, possibly none.
+    - ``view``: for an aggregated view (§12: aggregates or GROUP BY), what folds the messages of a window into
+      rows; ``matches``/``apply`` are then its WHERE alone, as for ``SELECT *``, so ``apply`` yields the
+      messages to aggregate. None for a plain filter.
     """
 
     text: str
@@ -44,6 +48,7 @@ class StreamFilter:
     matches: Callable[[Any], bool]
     project: Callable[[Any], Any]
     apply: Callable[[Any], list[Any]]
+    view: AggregateView | None = None
 
     def __repr__(self) -> str:
         return f"StreamFilter({self.text!r})"
@@ -74,6 +79,9 @@ def compile_filter(text: str, *, max_length: int = 4096, max_depth: int = 32) ->
         raise FilterError("empty filter at position 0", 0)
     try:
         query = parse(text, max_depth)
+        view = compile_view(query) if query.is_view else None
+        if view is not None:  # the filter part of a view is its WHERE; the projection is the aggregation's
+            query = replace(query, columns=None, group_by=())
         matches, project = generate(query)
     except (RecursionError, MemoryError, SyntaxError) as exc:
         # Only reachable with a max_depth far above the default: the Python parser caps nesting near 200.
@@ -87,6 +95,7 @@ def compile_filter(text: str, *, max_length: int = 4096, max_depth: int = 32) ->
         matches=matches,
         project=project,
         apply=_applier(matches, project, is_star, has_where),
+        view=view,
     )
     return CACHE.add(key, compiled)
 

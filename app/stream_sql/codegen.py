@@ -92,6 +92,22 @@ def generate(query: Query) -> tuple[Callable[[Any], bool], Callable[[Any], Any]]
     return namespace["factory"](*cells.values())
 
 
+def path_code(path: Path, constant: Callable[[Any], str]) -> str:
+    """An expression reading ``path`` from the dict ``m``, null when missing; ``constant`` names the segments.
+
+    The root is known to be a dict; every further step re-checks, so a string or list on the way yields None
+    instead of an AttributeError. A flat ``and`` chain rebinding one temporary, rather than nested
+    conditionals, so that a long path cannot hit the Python parser's nesting limit.
+    """
+    *steps, last = (constant(segment) for segment in path.segments)
+    if not steps:
+        return f"m.get({last})"
+    checks = " and ".join(
+        f"type(_t := {'_t' if i else 'm'}.get({step})) is dict" for i, step in enumerate(steps)
+    )
+    return f"(_t.get({last}) if {checks} else None)"
+
+
 def _always(message: Any) -> bool:
     return True
 
@@ -128,16 +144,7 @@ class _Generator:
         return self._constants[key]
 
     def path(self, path: Path) -> str:
-        # The root is known to be a dict; every further step re-checks, so a string or list on the way yields
-        # None instead of an AttributeError. A flat ``and`` chain rebinding one temporary, rather than nested
-        # conditionals, so that a long path cannot hit the Python parser's nesting limit.
-        *steps, last = (self.constant(segment) for segment in path.segments)
-        if not steps:
-            return f"m.get({last})"
-        checks = " and ".join(
-            f"type(_t := {'_t' if i else 'm'}.get({step})) is dict" for i, step in enumerate(steps)
-        )
-        return f"(_t.get({last}) if {checks} else None)"
+        return path_code(path, self.constant)
 
     def operand(self, operand: Operand) -> str:
         return self.path(operand) if isinstance(operand, Path) else self.constant(operand.value)

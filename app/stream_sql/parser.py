@@ -2,15 +2,22 @@
 
 Grammar (keywords case-insensitive, precedence NOT > AND > OR as in SQL)::
 
-    query      := SELECT projection FROM channel [WHERE condition] END
+    query      := SELECT projection FROM channel [WHERE condition] [GROUP BY path (',' path)*] END
     projection := '*' | column (',' column)*
-    column     := path [AS path]
+    column     := (path | call) [AS path]
+    call       := COUNT '(' '*' ')' | COUNT '(' [DISTINCT] path ')' | (SUM | AVG | MIN | MAX) '(' path ')'
     condition  := conjunct (OR conjunct)*
     conjunct   := negation (AND negation)*
     negation   := NOT negation | '(' condition ')' | comparison
     comparison := operand ( op operand | [NOT] LIKE string | IS [NOT] NULL )
     op         := '=' | '!=' | '<>' | '<' | '<=' | '>' | '>='
     operand    := path | string | number | TRUE | FALSE | NULL
+
+Aggregates (PROTOCOL §12) make the query an aggregated *view*. ``GROUP``, ``BY``, ``DISTINCT`` and the
+function names are contextual words, not reserved keywords, so that existing filters naming a field ``group``
+or ``count`` keep working. The rules that are not grammar: no aggregate inside WHERE or inside another
+aggregate, every projected path of a view must be one of its GROUP BY paths, and ``SELECT *`` cannot be
+grouped.
 
 A hand-written parser (rather than lark) keeps error positions exact, pulls tokens lazily so the first problem
 in reading order is reported, and needs no grammar object at import time; the whole grammar fits on this page.
@@ -73,11 +80,38 @@ class BoolOp:
 Condition = Compare | Like | IsNull | Not | BoolOp
 
 
+AGGREGATE_FUNCTIONS = frozenset({"COUNT", "SUM", "AVG", "MIN", "MAX"})
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    function: str  # one of AGGREGATE_FUNCTIONS, upper-case
+    path: Path | None  # None for COUNT(*)
+    distinct: bool  # COUNT(DISTINCT path)
+
+    @property
+    def text(self) -> str:
+        """The normalised call, the output key when there is no alias: ``COUNT(DISTINCT data.u)``."""
+        if self.path is None:
+            return f"{self.function}(*)"
+        argument = ".".join(self.path.segments)
+        return f"{self.function}({'DISTINCT ' if self.distinct else ''}{argument})"
+
+
+Column = Path | Aggregate
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     channel: str
-    columns: tuple[tuple[str, Path], ...] | None  # (output key, path); None for SELECT *
+    columns: tuple[tuple[str, Column], ...] | None  # (output key, path or aggregate); None for SELECT *
     where: Condition | None
+    group_by: tuple[Path, ...] = ()
+
+    @property
+    def is_view(self) -> bool:
+        """An aggregated view (§12): some aggregate in the projection, or a GROUP BY."""
+        return bool(self.group_by) or any(isinstance(column, Aggregate) for _, column in self.columns or ())
 
 
 def parse(text: str, max_depth: int) -> Query:
@@ -91,6 +125,7 @@ class _Parser:
         self._tok: Token = next(self._tokens)
         self._max_depth = max_depth
         self._depth = 0
+        self._column_pos: dict[str, int] = {}  # output key (or "*") -> where its column starts, for errors
 
     # -- token helpers -------------------------------------------------------------------------------------
 
@@ -133,23 +168,87 @@ class _Parser:
         self._expect(KEYWORD, "FROM", "FROM")
         channel = self._expect(CHANNEL, None, "a channel name").value
         where = self._condition() if self._accept(KEYWORD, "WHERE") else None
-        self._expect(END, None, "WHERE or end of filter" if where is None else "AND, OR or end of filter")
-        return Query(channel, columns, where)
+        group_by = self._group_by()
+        if group_by:
+            expected = "',' or end of filter"
+        elif where is None:
+            expected = "WHERE, GROUP BY or end of filter"
+        else:
+            expected = "AND, OR, GROUP BY or end of filter"
+        self._expect(END, None, expected)
+        query = Query(channel, columns, where, group_by)
+        if query.is_view:
+            _check_view(query, self._column_pos)
+        return query
 
-    def _projection(self) -> tuple[tuple[str, Path], ...] | None:
-        if self._accept(PUNCT, "*"):
+    def _projection(self) -> tuple[tuple[str, Column], ...] | None:
+        if self._at(PUNCT, "*"):
+            self._column_pos["*"] = self._advance().pos
             return None
-        columns: dict[str, Path] = {}
+        columns: dict[str, Column] = {}
         while True:
-            path = named = self._expect(PATH, None, "'*' or a field path")
-            if self._accept(KEYWORD, "AS"):
-                named = self._expect(PATH, None, "an alias name")
-            key = ".".join(named.value)
+            start = self._expect(PATH, None, "'*', a field path or an aggregate")
+            column: Column = self._call(start) if self._at(PUNCT, "(") else Path(start.value)
+            named = self._expect(PATH, None, "an alias name") if self._accept(KEYWORD, "AS") else None
+            if named is not None:
+                key, key_pos = ".".join(named.value), named.pos
+            elif isinstance(column, Aggregate):
+                key, key_pos = column.text, start.pos
+            else:
+                key, key_pos = ".".join(start.value), start.pos
             if key in columns:  # two columns with one output key would silently drop one
-                raise FilterError(f"duplicate column {key!r} at position {named.pos}", named.pos)
-            columns[key] = Path(path.value)
+                raise FilterError(f"duplicate column {key!r} at position {key_pos}", key_pos)
+            columns[key] = column
+            self._column_pos[key] = start.pos
             if not self._accept(PUNCT, ","):
                 return tuple(columns.items())
+
+    def _call(self, name: Token) -> Aggregate:
+        function = _function_name(name)
+        self._advance()  # the '('
+        if self._at(PUNCT, "*"):
+            star = self._advance()
+            if function != "COUNT":
+                raise FilterError(
+                    f"{function}(*) is not supported (only COUNT(*)) at position {star.pos}", star.pos
+                )
+            self._expect(PUNCT, ")", "')'")
+            return Aggregate(function, None, False)
+        distinct = False
+        if _is_word(self._tok, "DISTINCT"):
+            word = self._advance()
+            if function != "COUNT":
+                raise FilterError(f"DISTINCT is only supported in COUNT at position {word.pos}", word.pos)
+            distinct = True
+        argument = self._expect(
+            PATH, None, "a field path" if distinct or function != "COUNT" else "'*' or a field path"
+        )
+        if self._at(PUNCT, "("):
+            raise FilterError(
+                f"nested aggregate functions are not allowed at position {argument.pos}", argument.pos
+            )
+        self._expect(PUNCT, ")", "')'")
+        return Aggregate(function, Path(argument.value), distinct)
+
+    def _group_by(self) -> tuple[Path, ...]:
+        if not _is_word(self._tok, "GROUP"):
+            return ()
+        self._advance()
+        if not _is_word(self._tok, "BY"):
+            self._fail("BY")
+        self._advance()
+        paths: list[Path] = []
+        while True:
+            token = self._expect(PATH, None, "a field path")
+            if self._at(PUNCT, "("):
+                raise FilterError(
+                    f"aggregate functions are not allowed in GROUP BY at position {token.pos}", token.pos
+                )
+            if Path(token.value) in paths:
+                raise FilterError(f"duplicate GROUP BY path at position {token.pos}", token.pos)
+            paths.append(Path(token.value))
+            if not self._accept(PUNCT, ","):
+                return tuple(paths)
 
     def _condition(self) -> Condition:
         operands = [self._conjunct()]
@@ -196,6 +295,12 @@ class _Parser:
         token = self._tok
         if token.kind == PATH:
             self._advance()
+            if self._at(PUNCT, "("):
+                function = _function_name(token)
+                raise FilterError(
+                    f"aggregate function {function} is not allowed in WHERE at position {token.pos}",
+                    token.pos,
+                )
             return Path(token.value)
         if token.kind in (STRING, NUMBER):
             self._advance()
@@ -204,3 +309,32 @@ class _Parser:
             self._advance()
             return Literal({"TRUE": True, "FALSE": False, "NULL": None}[token.value])
         self._fail(expected)
+
+
+def _is_word(token: Token, word: str) -> bool:
+    """A contextual keyword: an unquoted one-segment path spelt ``word`` in any case."""
+    return token.kind == PATH and token.text.upper() == word
+
+
+def _function_name(token: Token) -> str:
+    name = token.text.upper()
+    if name not in AGGREGATE_FUNCTIONS:
+        raise FilterError(
+            f"unknown function {token.text[:40]!r} at position {token.pos}"
+            " (expected COUNT, SUM, AVG, MIN or MAX)",
+            token.pos,
+        )
+    return name
+
+
+def _check_view(query: Query, positions: dict[str, int]) -> None:
+    # §12: "Every projected path that is not an aggregate must be in GROUP BY".
+    if query.columns is None:
+        pos = positions["*"]
+        raise FilterError(f"SELECT * cannot be grouped at position {pos} (name the GROUP BY paths)", pos)
+    for key, column in query.columns:
+        if isinstance(column, Path) and column not in query.group_by:
+            path, pos = ".".join(column.segments)[:40], positions[key]
+            raise FilterError(
+                f"column {path!r} at position {pos} must be in GROUP BY or inside an aggregate", pos
+            )
