@@ -125,6 +125,8 @@ class CobraClient:
         position: str | None = None,
         subscription_id: str | None = None,
         batch_size: int | None = None,
+        period: int | None = None,
+        history: dict[str, int] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {}
         for key, value in (
@@ -133,6 +135,8 @@ class CobraClient:
             ("position", position),
             ("subscription_id", subscription_id),
             ("batch_size", batch_size),
+            ("period", period),
+            ("history", history),
         ):
             if value is not None:
                 body[key] = value

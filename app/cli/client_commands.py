@@ -19,8 +19,10 @@ from urllib.parse import urlsplit
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from ..client import CobraClient, CobraError, HttpPublisher, HttpPublishError
+from ..stream_sql import FilterError, compile_filter
 from .errors import USAGE, CliError, explain
 from .store_access import add_store_arguments, open_described_store
+from .table import format_table
 
 DEFAULT_ENDPOINT = "ws://127.0.0.1:8765/v2"
 # How long one wait for a push lasts when no --timeout is given: a wake-up, never an exit.
@@ -68,6 +70,16 @@ def register(commands: Any) -> None:
         "--position",
         help="resume after this position (0-0 for all retained history); after a reconnect, resume after "
         "the last message printed",
+    )
+    sub.add_argument(
+        "--period",
+        type=int,
+        help="deliver in windows of this many seconds (PROTOCOL §11); an aggregate --filter defaults to 1",
+    )
+    sub.add_argument(
+        "--json",
+        action="store_true",
+        help="with an aggregate --filter, print each window's rows as JSON lines instead of a table",
     )
     sub.add_argument("--count", type=int, default=0, help="exit after this many messages (0 = never)")
     sub.add_argument(
@@ -210,8 +222,10 @@ class Subscription:
         channel: str | None,
         filter: str | None = None,
         position: str | None = None,
+        period: int | None = None,
     ) -> None:
         self.args = args
+        self.period = period
         self.secret = secret
         self.origin = origin
         self.channel = channel
@@ -223,7 +237,9 @@ class Subscription:
     def open(self) -> dict[str, Any]:
         client = connect(self.args, self.secret, self.origin)
         try:
-            reply = client.subscribe(self.channel, filter=self.filter, position=self.position)
+            reply = client.subscribe(
+                self.channel, filter=self.filter, position=self.position, period=self.period
+            )
         except Exception as exc:
             client.close()
             raise explain(exc, self.args.endpoint, self.args.appkey, self.args.rolename) from None
@@ -274,8 +290,11 @@ def subscribe_command(args: argparse.Namespace) -> int:
     if not args.channel and not args.filter:
         raise CliError("give --channel or --filter", USAGE)
     check_endpoint(args.endpoint)
-    subscription = Subscription(args, *role_secret(args), args.channel, args.filter, args.position)
+    subscription = Subscription(
+        args, *role_secret(args), args.channel, args.filter, args.position, period=args.period
+    )
     reply = subscription.open()
+    show_table = is_view(args.filter) and not args.json
     print(
         f"subscribed to {reply.get('channel')} at position {reply.get('position')}",
         file=sys.stderr,
@@ -292,12 +311,34 @@ def subscribe_command(args: argparse.Namespace) -> int:
             if push.get("action") != "rtm/subscription/data":
                 print(json.dumps(push), file=sys.stderr)
                 continue
-            for message in push["body"]["messages"]:
+            body = push["body"]
+            if body.get("dropped_groups"):
+                print(
+                    f"window over max_groups: {body['dropped_groups']} message(s) not counted",
+                    file=sys.stderr,
+                )
+            if show_table:
+                ended = time.strftime("%H:%M:%S")
+                print(f"\nwindow ended {ended}, position {body.get('position')}", flush=True)
+                print(format_table(body["messages"]), flush=True)
+                received += len(body["messages"])
+                continue
+            for message in body["messages"]:
                 print(json.dumps(message), flush=True)
                 received += 1
     finally:
         subscription.close()
     return 0
+
+
+def is_view(filter: str | None) -> bool:
+    """Whether a filter is an aggregated view (§12), whose pushes are rows (the broker refuses bad ones)."""
+    if not filter:
+        return False
+    try:
+        return compile_filter(filter).view is not None
+    except FilterError:
+        return False
 
 
 def health_command(args: argparse.Namespace) -> int:
