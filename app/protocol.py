@@ -61,6 +61,7 @@ class ErrorCode:
     EXPIRED_POSITION = "expired_position"
     UNKNOWN_CONNECTION = "unknown_connection"
     INVALID_HISTORY = "invalid_history"
+    INVALID_PERIOD = "invalid_period"
     INVALID_MESSAGE = "invalid_message"  # a CBOR value JSON cannot carry (PROTOCOL §10)
     INTERNAL_ERROR = "internal_error"  # a bug on our side cost this one request (logged with a traceback)
 

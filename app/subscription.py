@@ -1,8 +1,12 @@
-"""One client subscription: batching, push ids, positions, and the history/live switch-over.
+"""One client subscription: batching, time windows, push ids, positions, and the history/live switch-over.
 
 The engine hands every subscription the messages of its channel already filtered (once per distinct
 filter) and serialised (once per message); a subscription only adds its own push counter and id, so the
 per-subscriber cost of a delivery is a few byte concatenations.
+
+With ``period`` (PROTOCOL §11) the subscription feeds its own private window (:mod:`app.windows`) instead
+of pushing, and pushes each window's messages when the process's window scheduler ends it. ``period`` wins
+over ``batch_size``: one push per window, however many messages it holds.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import gevent
 from . import codec, protocol
 from .engine.merge import merge
 from .positions import START, Position, parse_position
+from .windows import ListReducer, Window, WindowBudget, WindowResult, WindowScheduler, process_scheduler
 
 if TYPE_CHECKING:
     from .stream_sql import StreamFilter
@@ -39,6 +44,7 @@ class Subscription:
         "_batch_position",
         "_flush_timer",
         "_subscription_part",
+        "_window",
         "batch_flush_interval",
         "batch_size",
         "channel",
@@ -46,6 +52,7 @@ class Subscription:
         "delivered",
         "filter",
         "key",
+        "period",
         "position",
         "reported",
         "resume_after",
@@ -63,6 +70,9 @@ class Subscription:
         stream_filter: StreamFilter | None,
         batch_size: int = 1,
         batch_flush_interval: float = 0.1,
+        period: int | None = None,
+        window_budget: WindowBudget | None = None,
+        scheduler: WindowScheduler | None = None,
     ) -> None:
         self.sink = sink
         self.subscription_id = subscription_id
@@ -84,6 +94,14 @@ class Subscription:
         self._batch_count = 0
         self._batch_position = ""
         self._flush_timer: Any = None
+        self.period = period
+        # A private window (nobody shares a plain period's messages); ``window_budget`` bounds what the
+        # windows of this subscription's connection buffer together.
+        self._window: Window | None = None
+        if period is not None:
+            self._window = (scheduler or process_scheduler()).open(
+                period, ListReducer, self._push_window, budget=window_budget
+            )
 
     # ------------------------------------------------------------------ live delivery (hot path)
     def deliver(self, position: str, messages_json: bytes, count: int, tail: bytes | None = None) -> None:
@@ -100,6 +118,10 @@ class Subscription:
         self._emit(position, messages_json, count, tail)
 
     def _emit(self, position: str, messages_json: bytes, count: int, tail: bytes | None) -> None:
+        window = self._window
+        if window is not None:
+            window.add(position, messages_json, count)  # pushed by _push_window when the window ends
+            return
         self.delivered += count
         if self.batch_size == 1:
             self.position = position
@@ -131,6 +153,24 @@ class Subscription:
         self.sink.send_push(self.counter, self._subscription_part, tail)
         self.counter += 1
 
+    def _push_window(self, result: WindowResult) -> None:
+        """The receiver of this subscription's window: one push for the whole window (PROTOCOL §11)."""
+        self.delivered += result.count
+        self.position = result.position
+        self.sink.send_push(self.counter, self._subscription_part, result.tail(self._make_tail))
+        self.counter += 1
+
+    @property
+    def window_budget(self) -> WindowBudget | None:
+        """The byte budget its window shares with the connection's other windows (None without period)."""
+        return self._window.budget if self._window is not None else None
+
+    def flush_window(self) -> None:
+        """Push the window so far now (a ``force: true`` replacement: the old subscription's messages go
+        out under its counter, the new one goes on from there)."""
+        if self._window is not None:
+            self._window.flush()
+
     # ------------------------------------------------------------------ history replay
     def begin_sync(self) -> None:
         self.syncing = []
@@ -157,12 +197,18 @@ class Subscription:
         self.sink.send_payload(protocol.subscription_error(self.subscription_id, message, code, where))
 
     def cancel(self) -> None:
-        """The subscription ends: drop what is pending, stop the timer."""
+        """The subscription ends: drop what is pending, stop the timer. A window's messages are dropped
+        too: nothing is pushed after an unsubscribe, and the position it answers is that of the last push,
+        so a resume from it gets them again."""
         if self._flush_timer is not None:
             self._flush_timer.close()
             self._flush_timer = None
         self._batch = []
         self.syncing = None
+        window = self._window
+        if window is not None:
+            self._window = None
+            window.leave(self._push_window)
 
 
 class CborSubscription(Subscription):

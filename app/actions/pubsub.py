@@ -13,6 +13,7 @@ from ..engine import EngineError
 from ..protocol import ActionError, ErrorCode, Request
 from ..stream_sql import FilterError, compile_filter
 from ..subscription import CborSubscription, Subscription
+from ..windows import MAX_PERIOD, WindowBudget
 from .common import check_channel, end_subscription, position_field, string_field, subscriptions_changed
 
 if TYPE_CHECKING:
@@ -156,6 +157,7 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
         or not 1 <= batch_size <= MAX_BATCH_SIZE
     ):
         raise ActionError(f"Invalid batch_size: {batch_size}", ErrorCode.INVALID_BATCH_SIZE)
+    period = period_field(body)
     check_channel(session, request.action, channel)
 
     engine = services.engine
@@ -178,6 +180,8 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
         stream_filter,
         batch_size,
         settings.batch_flush_interval,
+        period,
+        window_budget(session, services) if period is not None else None,
     )
     subscriptions[subscription_id] = sub
     replay = position is not None or history is not None
@@ -227,11 +231,36 @@ def _replace(session: Session, old: Subscription, new: Subscription, services: S
     engine at that moment, so every message is delivered by exactly one of them. The push counter goes on
     from the old one's: the subscription is replaced in place, its push ids stay one sequence."""
     old.flush()  # a partial batch of the old filter goes out under the old counter
+    old.flush_window()  # and so does a partial window: the new subscription's window starts now
     new.counter = old.counter
     new.position = old.position
     if live:
         new.syncing = None  # held while the old one still delivered: drop, it covered them
     end_subscription(session, old, services)
+
+
+def period_field(body: dict[str, Any]) -> int | None:
+    """The body's ``period`` (PROTOCOL §5, §11): whole seconds, 1 to 3600 (booleans are not numbers here);
+    None when absent or null; anything else is ``invalid_period``."""
+    period = body.get("period")
+    if period is None:
+        return None
+    if isinstance(period, bool) or not isinstance(period, int) or not 1 <= period <= MAX_PERIOD:
+        raise ActionError(f"Invalid period: {period}", ErrorCode.INVALID_PERIOD)
+    return period
+
+
+def window_budget(session: Session, services: Services) -> WindowBudget:
+    """The bytes the session's time windows may buffer together: half its send-queue limit, so the early
+    push at the limit (app.windows) still fits in the queue next to what is already queued. One per
+    session, kept by the session's windowed subscriptions; it follows the app's limit on each subscribe."""
+    limit = services.limits.send_queue_limit(session.app) // 2
+    for sub in session.subscriptions.values():
+        budget = sub.window_budget
+        if budget is not None:
+            budget.limit = limit
+            return budget
+    return WindowBudget(limit)
 
 
 def history_field(body: dict[str, Any]) -> tuple[int | None, int | None] | None:
