@@ -68,6 +68,7 @@ class Settings:
 
     filter_max_length: int = _knob(2048, "longest StreamSQL filter accepted, in characters")
     filter_max_depth: int = _knob(32, "deepest nesting of a StreamSQL WHERE clause accepted")
+    max_groups: int = _knob(1000, "groups one aggregated view keeps per window; more are dropped_groups")
     max_connections_per_ip: int = _knob(
         0, "connections one IP address may hold on one broker process (0 = unlimited); apps may override"
     )

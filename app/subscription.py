@@ -14,10 +14,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
+import orjson
 
 from . import codec, protocol
 from .engine.merge import merge
 from .positions import START, Position, parse_position
+from .views import DEFAULT_PERIOD, ViewReducer, view_key
 from .windows import ListReducer, Window, WindowBudget, WindowResult, WindowScheduler, process_scheduler
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ class Subscription:
         "position",
         "reported",
         "resume_after",
+        "shared_window",
         "sink",
         "subscription_id",
         "syncing",
@@ -73,6 +76,7 @@ class Subscription:
         period: int | None = None,
         window_budget: WindowBudget | None = None,
         scheduler: WindowScheduler | None = None,
+        max_groups: int = 1000,
     ) -> None:
         self.sink = sink
         self.subscription_id = subscription_id
@@ -98,7 +102,19 @@ class Subscription:
         # A private window (nobody shares a plain period's messages); ``window_budget`` bounds what the
         # windows of this subscription's connection buffer together.
         self._window: Window | None = None
-        if period is not None:
+        # An aggregated view (PROTOCOL §12) shares its window with every subscription of the same view in
+        # this process; the router feeds it (once per message), this subscription only receives.
+        self.shared_window: Window | None = None
+        view = stream_filter.view if stream_filter is not None else None
+        if view is not None:
+            self.period = period = period or DEFAULT_PERIOD
+            self._window = self.shared_window = (scheduler or process_scheduler()).open(
+                period,
+                lambda: ViewReducer(view, max_groups),
+                self._push_window,
+                key=view_key(key, stream_filter.text, period, max_groups),
+            )
+        elif period is not None:
             self._window = (scheduler or process_scheduler()).open(
                 period, ListReducer, self._push_window, budget=window_budget
             )
@@ -157,7 +173,13 @@ class Subscription:
         """The receiver of this subscription's window: one push for the whole window (PROTOCOL §11)."""
         self.delivered += result.count
         self.position = result.position
-        self.sink.send_push(self.counter, self._subscription_part, result.tail(self._make_tail))
+        if result.extra:  # rare (a view over max_groups): the whole PDU, in JSON, which the sink re-encodes
+            body = {"subscription_id": self.subscription_id, **result.extra, "position": result.position}
+            body["messages"] = orjson.loads(b"[" + result.messages_json + b"]")
+            pdu = {"action": "rtm/subscription/data", "id": self.counter, "body": body}
+            self.sink.send_payload(orjson.dumps(pdu))
+        else:
+            self.sink.send_push(self.counter, self._subscription_part, result.tail(self._make_tail))
         self.counter += 1
 
     @property

@@ -87,12 +87,15 @@ def window_end(t: float, period: int) -> int:
 class WindowResult:
     """One window's push: the comma-joined JSON of ``count`` messages, ``position`` of the last one."""
 
-    __slots__ = ("_tails", "count", "messages_json", "position")
+    __slots__ = ("_tails", "count", "extra", "messages_json", "position")
 
     def __init__(self, position: str, messages_json: bytes, count: int) -> None:
         self.position = position
         self.messages_json = messages_json
         self.count = count
+        # More fields of the push body, rarely set (a view's ``dropped_groups``, PROTOCOL §12): a push with
+        # them is encoded whole for each receiver instead of sharing the tail.
+        self.extra: dict[str, Any] | None = None
         self._tails: dict[Callable[[str, bytes], bytes], bytes] = {}
 
     def tail(self, make_tail: Callable[[str, bytes], bytes]) -> bytes:

@@ -182,8 +182,13 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
         settings.batch_flush_interval,
         period,
         window_budget(session, services) if period is not None else None,
+        max_groups=settings.max_groups,
     )
     subscriptions[subscription_id] = sub
+    # PROTOCOL §12: a view aggregates live messages only, whatever position or history asked for.
+    live_only = sub.shared_window is not None and (position is not None or history is not None)
+    if live_only:
+        position = history = None
     replay = position is not None or history is not None
     if existing is not None and not replay:
         # Until the swap, the old subscription delivers; what reaches the new one meanwhile is held, then
@@ -216,6 +221,7 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
                 "position": tail,
                 "channel": channel,
                 "node": services.config.node,
+                **({"aggregates_live_only": True} if live_only else {}),
             },
         )
     )

@@ -53,7 +53,7 @@ class Router:
         if route is None:
             return None
         route.remove(sub)
-        if route.groups:
+        if not route.empty:
             return None
         del self.routes[key]
         return route
@@ -90,6 +90,14 @@ class Router:
             for sub in subs:
                 sub.deliver(position, joined, len(results), tail)
             self.stats.on_delivery(channel, len(subs) * len(results), len(joined))
+        if route.views:
+            # Each distinct view once per message, however many subscribe to it (PROTOCOL §12); its
+            # subscribers get the rows when the window ends (app.views).
+            if parsed is _UNPARSED:
+                parsed = _loads(message)
+            for window, (stream_filter, _) in route.views.items():
+                for item in stream_filter.apply(parsed):
+                    window.add(position, item, 1)
 
 
 _UNPARSED = object()

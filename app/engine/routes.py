@@ -15,6 +15,7 @@ from ..channels import split_published
 from ..positions import parse_position
 
 if TYPE_CHECKING:
+    from ..stream_sql import StreamFilter
     from ..subscription import Subscription
     from .links import ShardLink
 
@@ -54,6 +55,7 @@ class Route:
         "last_position",
         "link",
         "needs_fill",
+        "views",
     )
 
     def __init__(self, key: bytes, link: ShardLink) -> None:
@@ -61,6 +63,9 @@ class Route:
         self.link = link
         # filter (None = unfiltered) → subscriptions; tuples, so fan-out iterates without copying
         self.groups: dict[Any, tuple[Subscription, ...]] = {}
+        # Aggregated views (app.views): their shared window → (the view's filter, its subscriptions). The
+        # router feeds each window once per message; the subscriptions receive the window's rows.
+        self.views: dict[Any, tuple[StreamFilter, tuple[Subscription, ...]]] = {}
         self.last_position: str | None = None  # of the newest message this process routed
         self.down = False  # subscribers were told the shard is unavailable
         self.created_ms = int(time.time() * 1000)
@@ -71,14 +76,32 @@ class Route:
         self.hold: Hold | None = None
 
     def add(self, sub: Subscription) -> None:
+        window = sub.shared_window
+        if window is not None:
+            assert sub.filter is not None
+            self.views[window] = (sub.filter, (*self.views.get(window, (sub.filter, ()))[1], sub))
+            return
         self.groups[sub.filter] = (*self.groups.get(sub.filter, ()), sub)
 
     def remove(self, sub: Subscription) -> None:
+        window = sub.shared_window
+        if window is not None:
+            stream_filter, subs = self.views.get(window, (sub.filter, ()))
+            left = tuple(s for s in subs if s is not sub)
+            if left:
+                self.views[window] = (stream_filter, left)
+            else:
+                self.views.pop(window, None)
+            return
         remaining = tuple(s for s in self.groups.get(sub.filter, ()) if s is not sub)
         if remaining:
             self.groups[sub.filter] = remaining
         else:
             self.groups.pop(sub.filter, None)
+
+    @property
+    def empty(self) -> bool:
+        return not self.groups and not self.views
 
     def held(self, payload: bytes) -> bool:
         """Whether a live message from the shard being filled waits (or was already delivered)."""
@@ -92,6 +115,8 @@ class Route:
 
     def subscriptions(self) -> Iterable[Subscription]:
         for subs in self.groups.values():
+            yield from subs
+        for _, subs in self.views.values():
             yield from subs
 
     def move_floor(self) -> str:
