@@ -201,6 +201,8 @@ class Window:
             # The scheduler has not reached this window yet (it is yielding, or the loop is late): the
             # message belongs to the next window, so this one is pushed now, before it.
             self._push(self._take())
+            if self.closed:
+                return  # its push ended the subscription (a slow client shed it)
             self.end = self._scheduler.arm(self, now)
         retained = self.reducer.add(position, value, count)
         if retained:
@@ -250,7 +252,8 @@ class Window:
     def _push(self, result: WindowResult | None) -> None:
         if result is None:
             return  # PROTOCOL §11: an empty window sends nothing
-        for receiver in self.receivers:
+        # A copy: a push may end a subscription (a slow client shed), which leaves the list.
+        for receiver in tuple(self.receivers):
             receiver(result)
 
 
