@@ -325,10 +325,9 @@ class WindowScheduler:
         slot = self._slots.get(end)
         if slot is None:
             slot = self._slots[end] = []
-            wake = not self._ends or end < self._ends[0]
+            sooner = not self._ends or end < self._ends[0]
             heapq.heappush(self._ends, end)
-            if wake:
-                self._start_or_wake()
+            self._start_or_wake(sooner)
         slot.append(window)
         return end
 
@@ -364,12 +363,12 @@ class WindowScheduler:
             self.failures += 1
             log.exception("a time window's push failed")
 
-    def _start_or_wake(self) -> None:
+    def _start_or_wake(self, sooner: bool) -> None:
         if not self._run_greenlet:
             return
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._run)
-        else:
+        elif sooner:
             self._wake.set()
 
     def _run(self) -> None:
