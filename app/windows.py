@@ -44,12 +44,11 @@ messages once per distinct filter (``app.engine.router.Router``, which groups su
 ``window.add``; its subscribers only receive. Plain ``period`` today uses private windows fed by the
 subscription itself (:mod:`app.subscription`).
 
-Memory bound: a connection's windows share one :class:`WindowBudget` (half its send-queue limit: the early
-push must still fit in the queue next to what is already there). When their buffered messages pass it, all
-of that connection's windows push what they hold at once — early, as partial windows, counted in
-:attr:`WindowScheduler.early_flushes` — and the rest of each window follows at its end. Nothing is dropped
-here; the bytes move to the send queue, whose limit and shedding (PROTOCOL §7) deal with a client that
-cannot keep up.
+Memory bound: a connection's windows share one :class:`WindowBudget` (half its send-queue limit, so an
+early push still fits in the queue beside what is there, and at most :data:`WINDOW_BUDGET_MAX`). Past it,
+all of that connection's windows push what they hold at once (partial windows, counted in
+:attr:`WindowScheduler.early_flushes`) and the rest of each window follows at its end. Nothing is dropped
+here: the bytes move to the send queue, whose limit and shedding (PROTOCOL §7) handle a slow client.
 """
 
 from __future__ import annotations
@@ -69,6 +68,10 @@ MAX_PERIOD = 3600  # PROTOCOL §5: ``period`` is 1 to 3600 seconds
 # Windows ended in one go before the scheduler yields to the event loop: many subscriptions whose windows
 # end on the same second must not hold up the Pub/Sub readers and the clients' writes.
 YIELD_EVERY = 100
+# The most the windows of one connection buffer together (below half its send-queue limit when that is
+# smaller): memory per connection stays small, and an early push stays under the 1 MiB frame limit that
+# common clients keep by default (Python websockets' max_size).
+WINDOW_BUDGET_MAX = 1 << 20
 
 
 # --------------------------------------------------------------------------- the clock (pure)
