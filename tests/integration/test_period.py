@@ -149,3 +149,21 @@ def test_a_cbor_connection_gets_the_same_windows(broker, test_apps, connect, cha
         pytest.skip("the machine was too slow to publish inside one second in any attempt")
     finally:
         cbor.close()
+
+
+def test_a_window_past_its_connections_budget_is_pushed_early_and_nothing_is_lost(connect, channel):
+    """The test broker keeps the 8 MiB send queue: its windows may buffer 1 MiB per connection."""
+    subscriber, publisher = connect(), connect()
+    subscriber.request("rtm/subscribe", {"channel": channel, "subscription_id": "s", "period": 3600})
+    blob = "z" * 10_000
+    count = 130  # ~1.3 MB: past the 1 MiB budget once, long before the hour is over
+    for n in range(count):
+        publisher.publish(channel, {"n": n, "blob": blob})
+    early = subscriber.next_push(20)
+    assert early["action"] == "rtm/subscription/data" and early["id"] == 0
+    first = [m["n"] for m in early["body"]["messages"]]
+    assert first == list(range(len(first))) and 100 <= len(first) < count
+    # A forced replacement pushes what the old window still holds: the rest, in order, nothing lost.
+    subscriber.request("rtm/subscribe", {"channel": channel, "subscription_id": "s", "force": True})
+    (rest,) = [p for p in subscriber.pushes if p["action"] == "rtm/subscription/data"]
+    assert rest["id"] == 1 and [m["n"] for m in rest["body"]["messages"]] == list(range(len(first), count))
