@@ -116,7 +116,7 @@ class Subscription:
             )
         elif period is not None:
             self._window = (scheduler or process_scheduler()).open(
-                period, ListReducer, self._push_window, budget=window_budget
+                period, ListReducer, self.push_window, budget=window_budget
             )
 
     # ------------------------------------------------------------------ live delivery (hot path)
@@ -136,7 +136,7 @@ class Subscription:
     def _emit(self, position: str, messages_json: bytes, count: int, tail: bytes | None) -> None:
         window = self._window
         if window is not None:
-            window.add(position, messages_json, count)  # pushed by _push_window when the window ends
+            window.add(position, messages_json, count)  # pushed by push_window when the window ends
             return
         self.delivered += count
         if self.batch_size == 1:
@@ -169,7 +169,7 @@ class Subscription:
         self.sink.send_push(self.counter, self._subscription_part, tail)
         self.counter += 1
 
-    def _push_window(self, result: WindowResult) -> None:
+    def push_window(self, result: WindowResult) -> None:
         """The receiver of this subscription's window: one push for the whole window (PROTOCOL §11)."""
         self.delivered += result.count
         self.position = result.position
@@ -230,7 +230,7 @@ class Subscription:
         window = self._window
         if window is not None:
             self._window = None
-            window.leave(self._push_window)
+            window.leave(self.push_window)
 
 
 class CborSubscription(Subscription):

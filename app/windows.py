@@ -44,12 +44,11 @@ messages once per distinct filter (``app.engine.router.Router``, which groups su
 ``window.add``; its subscribers only receive. Plain ``period`` today uses private windows fed by the
 subscription itself (:mod:`app.subscription`).
 
-Memory bound: a connection's windows share one :class:`WindowBudget` (half its send-queue limit: the early
-push must still fit in the queue next to what is already there). When their buffered messages pass it, all
-of that connection's windows push what they hold at once — early, as partial windows, counted in
-:attr:`WindowScheduler.early_flushes` — and the rest of each window follows at its end. Nothing is dropped
-here; the bytes move to the send queue, whose limit and shedding (PROTOCOL §7) deal with a client that
-cannot keep up.
+Memory bound: a connection's windows share one :class:`WindowBudget` (half its send-queue limit, so an
+early push still fits in the queue beside what is there, and at most :data:`WINDOW_BUDGET_MAX`). Past it,
+all of that connection's windows push what they hold at once (partial windows, counted in
+:attr:`WindowScheduler.early_flushes`) and the rest of each window follows at its end. Nothing is dropped
+here: the bytes move to the send queue, whose limit and shedding (PROTOCOL §7) handle a slow client.
 """
 
 from __future__ import annotations
@@ -69,6 +68,10 @@ MAX_PERIOD = 3600  # PROTOCOL §5: ``period`` is 1 to 3600 seconds
 # Windows ended in one go before the scheduler yields to the event loop: many subscriptions whose windows
 # end on the same second must not hold up the Pub/Sub readers and the clients' writes.
 YIELD_EVERY = 100
+# The most the windows of one connection buffer together (below half its send-queue limit when that is
+# smaller): memory per connection stays small, and an early push stays under the 1 MiB frame limit that
+# common clients keep by default (Python websockets' max_size).
+WINDOW_BUDGET_MAX = 1 << 20
 
 
 # --------------------------------------------------------------------------- the clock (pure)
@@ -204,6 +207,8 @@ class Window:
             # The scheduler has not reached this window yet (it is yielding, or the loop is late): the
             # message belongs to the next window, so this one is pushed now, before it.
             self._push(self._take())
+            if self.closed:
+                return  # its push ended the subscription (a slow client shed it)
             self.end = self._scheduler.arm(self, now)
         retained = self.reducer.add(position, value, count)
         if retained:
@@ -253,7 +258,8 @@ class Window:
     def _push(self, result: WindowResult | None) -> None:
         if result is None:
             return  # PROTOCOL §11: an empty window sends nothing
-        for receiver in self.receivers:
+        # A copy: a push may end a subscription (a slow client shed), which leaves the list.
+        for receiver in tuple(self.receivers):
             receiver(result)
 
 
@@ -325,10 +331,9 @@ class WindowScheduler:
         slot = self._slots.get(end)
         if slot is None:
             slot = self._slots[end] = []
-            wake = not self._ends or end < self._ends[0]
+            sooner = not self._ends or end < self._ends[0]
             heapq.heappush(self._ends, end)
-            if wake:
-                self._start_or_wake()
+            self._start_or_wake(sooner)
         slot.append(window)
         return end
 
@@ -364,12 +369,12 @@ class WindowScheduler:
             self.failures += 1
             log.exception("a time window's push failed")
 
-    def _start_or_wake(self) -> None:
+    def _start_or_wake(self, sooner: bool) -> None:
         if not self._run_greenlet:
             return
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._run)
-        else:
+        elif sooner:
             self._wake.set()
 
     def _run(self) -> None:

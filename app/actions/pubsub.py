@@ -13,7 +13,7 @@ from ..engine import EngineError
 from ..protocol import ActionError, ErrorCode, Request
 from ..stream_sql import FilterError, compile_filter
 from ..subscription import CborSubscription, Subscription
-from ..windows import MAX_PERIOD, WindowBudget
+from ..windows import MAX_PERIOD, WINDOW_BUDGET_MAX, WindowBudget
 from .common import check_channel, end_subscription, position_field, string_field, subscriptions_changed
 
 if TYPE_CHECKING:
@@ -258,9 +258,10 @@ def period_field(body: dict[str, Any]) -> int | None:
 
 def window_budget(session: Session, services: Services) -> WindowBudget:
     """The bytes the session's time windows may buffer together: half its send-queue limit, so the early
-    push at the limit (app.windows) still fits in the queue next to what is already queued. One per
-    session, kept by the session's windowed subscriptions; it follows the app's limit on each subscribe."""
-    limit = services.limits.send_queue_limit(session.app) // 2
+    push at the limit (app.windows) still fits in the queue next to what is already queued, and at most
+    1 MiB. One per session, kept by the session's windowed subscriptions; it follows the app's limit on
+    each subscribe."""
+    limit = min(services.limits.send_queue_limit(session.app) // 2, WINDOW_BUDGET_MAX)
     for sub in session.subscriptions.values():
         budget = sub.window_budget
         if budget is not None:

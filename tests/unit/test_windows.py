@@ -284,3 +284,58 @@ def test_the_scheduler_greenlet_ends_windows_by_the_wall_clock_and_wakes_for_an_
         gevent.sleep(0.05)
     assert fast.messages() == [[2]] and slow.results == []
     assert wheel.next_end() == window_end(time.time(), MAX_PERIOD)
+
+
+# --------------------------------------------------------------------------- subscriptions as receivers
+class Sink:
+    def __init__(self) -> None:
+        self.pushes: list[tuple[int, bytes, bytes]] = []
+
+    def send_payload(self, payload: bytes) -> None:
+        raise AssertionError("no error PDU expected")
+
+    def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None:
+        self.pushes.append((counter, subscription_part, tail))
+
+
+def test_subscriptions_sharing_a_window_each_push_its_result_with_their_own_id_and_encoding():
+    from app.subscription import CborSubscription, Subscription
+
+    wheel = scheduler(Clock())
+    sinks = [Sink(), Sink(), Sink()]
+    subs = [
+        Subscription(sinks[0], "a", "ch", "app::ch", None),
+        Subscription(sinks[1], "b", "ch", "app::ch", None),
+        CborSubscription(sinks[2], "c", "ch", "app::ch", None),
+    ]
+    key = ("app::ch", "SELECT COUNT(*) FROM `ch`", 1)
+    window = None
+    for sub in subs:
+        window = wheel.open(1, ListReducer, sub.push_window, key=key)
+    assert window is not None
+    window.add("7-0", b'{"COUNT(*)":3}', 1)
+    wheel.run_due(EPOCH + 1)
+    (json_a,), (json_b,), (cbor_c,) = (sink.pushes for sink in sinks)
+    assert json_a[0] == json_b[0] == cbor_c[0] == 0
+    assert json_a[1] != json_b[1]  # each its own subscription id
+    assert json_a[2] is json_b[2]  # one JSON tail for every JSON subscriber
+    assert cbor_c[2] == codec.push_tail("7-0", b'{"COUNT(*)":3}')
+    assert [sub.position for sub in subs] == ["7-0"] * 3
+
+
+def test_a_subscriptions_replay_and_live_messages_go_into_its_window():
+    from app.subscription import Subscription
+
+    clock = Clock()
+    wheel = scheduler(clock)
+    sink = Sink()
+    sub = Subscription(sink, "s", "ch", "app::ch", None, period=1, scheduler=wheel)
+    sub.begin_sync()
+    sub.deliver("3-0", b"3", 1)  # live, while the replay runs
+    sub.finish_sync([("1-0", b"1", 1), ("2-0", b"2", 1), ("3-0", b"3", 1)])
+    sub.deliver("4-0", b"4", 1)
+    assert sink.pushes == []
+    wheel.run_due(EPOCH + 1)
+    ((counter, _part, tail),) = sink.pushes
+    assert counter == 0 and tail == protocol.push_tail("4-0", b"1,2,3,4")
+    assert sub.delivered == 4 and sub.position == "4-0"

@@ -161,3 +161,12 @@ def test_a_cbor_subscription_gets_its_window_as_cbor(clock):
     push = cbor2.loads(frame)
     assert push["action"] == "rtm/subscription/data" and push["id"] == 0
     assert push["body"]["messages"] == [{"a": 1}, [2]]
+
+
+def test_the_budget_is_half_the_send_queue_limit_and_at_most_1_mib(clock):
+    _harness, _publisher, subscriber = setup(make_app(send_queue_max_bytes=1000))
+    subscriber.subscribe("small", period=1)
+    assert subscriber.session.subscriptions["small"].window_budget.limit == 500
+    _harness, _publisher, subscriber = setup()  # the default send queue: 8 MiB
+    subscriber.subscribe("default", period=1)
+    assert subscriber.session.subscriptions["default"].window_budget.limit == windows.WINDOW_BUDGET_MAX
