@@ -111,7 +111,7 @@ class Subscription:
             self._window = self.shared_window = (scheduler or process_scheduler()).open(
                 period,
                 lambda: ViewReducer(view, max_groups),
-                self._push_window,
+                self.push_window,
                 key=view_key(key, stream_filter.text, period, max_groups),
             )
         elif period is not None:
@@ -189,8 +189,9 @@ class Subscription:
 
     def flush_window(self) -> None:
         """Push the window so far now (a ``force: true`` replacement: the old subscription's messages go
-        out under its counter, the new one goes on from there)."""
-        if self._window is not None:
+        out under its counter, the new one goes on from there). Not a view's shared window: that one
+        belongs to every subscriber of the view, and ends with the clock only."""
+        if self._window is not None and self.shared_window is None:
             self._window.flush()
 
     # ------------------------------------------------------------------ history replay
