@@ -96,6 +96,11 @@ class Settings:
     admin_secure_cookies: str = _knob(
         "auto", "Secure flag of the admin session cookie: auto (when served over https), true or false"
     )
+    admin_trusted_proxies: int = _knob(
+        0,
+        "proxies in front of the admin panel that append to X-Forwarded-For; 0 = use the peer address "
+        "(login throttling and the audit log)",
+    )
 
     # --- logging ---
     log_level: str = _knob("INFO", "logging level")
