@@ -8,6 +8,7 @@ import random
 import re
 import threading
 import urllib.parse
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 META_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
@@ -54,6 +55,34 @@ class PanelBrowser:
                 if name.lower() == "set-cookie" and value.startswith(COOKIE + "="):
                     self.cookie = value.split(";", 1)[0].split("=", 1)[1] or None
             return response.status, {k.lower(): v for k, v in response.getheaders()}, text
+        finally:
+            connection.close()
+
+    def upload(
+        self, path: str, fields: dict[str, str], name: str, filename: str, content: bytes
+    ) -> tuple[int, str]:
+        """A multipart/form-data POST with one file, as a browser's file input sends it."""
+        boundary = "----panel-test-" + uuid.uuid4().hex
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+            for key, value in fields.items()
+        ]
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            "Content-Type: application/x-yaml\r\n\r\n".encode()
+            + content
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=120, source_address=(self.source, 0)
+        )
+        try:
+            headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+            if self.cookie:
+                headers["Cookie"] = f"{COOKIE}={self.cookie}"
+            connection.request("POST", path, body=b"".join(parts), headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read().decode(errors="replace")
         finally:
             connection.close()
 
