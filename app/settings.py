@@ -102,6 +102,16 @@ class Settings:
         "(login throttling and the audit log)",
     )
 
+    # --- metrics ---
+    metrics_token: str = _knob(
+        "", "bearer token GET /metrics requires (Authorization: Bearer <token>); empty = /metrics is open"
+    )
+    metrics_apps: str = _knob(
+        "label",
+        "per-app series on /metrics: label (each app's metrics label, else its key), labelled (apps "
+        "without a label summed as app=other: no app key shown) or off",
+    )
+
     # --- logging ---
     log_level: str = _knob("INFO", "logging level")
     log_json: bool = _knob(False, "log one JSON object per line instead of text")
