@@ -30,7 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULTS: dict[str, Any] = {
     "ADMIN_PREFIX": "/admin",
+    # Failed logins of one user name from one address before each further attempt waits: BASE_DELAY,
+    # doubling per failure, at most MAX_DELAY (see admin/auth.py). Other addresses are not affected.
     "ADMIN_LOGIN_MAX_FAILURES_PER_USER": 5,
+    "ADMIN_LOGIN_BASE_DELAY": 30.0,
+    "ADMIN_LOGIN_MAX_DELAY": 15 * 60.0,
+    # Login attempts one address may make per window (a success gives its attempt back).
     "ADMIN_LOGIN_MAX_FAILURES_PER_IP": 20,
     "ADMIN_LOGIN_WINDOW": 15 * 60,
     "ADMIN_TAIL_MAX_SECONDS": 10 * 60,

@@ -10,8 +10,9 @@ import time
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user
+from flask_login import current_user
 
+from .auth import start_session
 from .context import audit, store
 from .forms import ConfirmForm, PasswordForm, ResetPasswordForm, UserCreateForm
 from .users import check_credentials, load_user, set_password
@@ -67,11 +68,8 @@ def change_own_password() -> Any:
     set_password(store(), current_user.name, form.password.data)
     # The new epoch ended every session of ours, this one included: log in again with it.
     user = load_user(store(), f"{store().admin_user(current_user.name)['session_epoch']}:{current_user.name}")
-    logged_in_at = session.get("logged_in_at", time.time())
-    session.clear()
-    login_user(user)
-    session.permanent = True
-    session["logged_in_at"] = logged_in_at
+    store().close_admin_session(session.get("sid", ""))
+    start_session(user, session.get("logged_in_at", time.time()))
     audit("user.password", target=user.name)
     flash("Password changed; your other sessions are logged out.", "success")
     return redirect(url_for("accounts.index"))

@@ -22,6 +22,7 @@ from .forms import (
     AppSettingsForm,
     ConfirmForm,
     EmptyForm,
+    MetricsLabelForm,
     RemoveRuleForm,
     RepublishRuleForm,
     RoleForm,
@@ -120,6 +121,8 @@ def render_detail(
             formdata=None, data={"channels": "*", "permissions": ["publish", "subscribe", "unsubscribe"]}
         ),
         "rotate_form": RotateForm(formdata=None),
+        "metrics_form": forms.pop("metrics_form", None)
+        or MetricsLabelForm(formdata=None, data={"metrics_label": app.metrics_label}),
         "remove_rule_form": RemoveRuleForm(formdata=None),
         "button_form": EmptyForm(formdata=None),
     }
@@ -165,6 +168,23 @@ def save_settings(key: str) -> Any:
     audit("app.settings", app=key, **changed)
     flash("Settings saved; brokers apply them within a second.", "success")
     return redirect(url_for("apps.detail", key=key) + "#settings")
+
+
+@bp.route("/<key>/metrics-label", methods=["POST"])
+def save_metrics_label(key: str) -> Any:
+    """What /metrics calls this app: scrapers need not learn the tenants' app keys."""
+    app = get_app_or_404(key)
+    form = MetricsLabelForm()
+    if not form.validate_on_submit():
+        return render_detail(app, 400, metrics_form=form)
+    label = form.metrics_label.data or ""
+    try:
+        store().update_app(key, lambda current: replace(current, metrics_label=label))
+    except ConfigError:
+        abort(404)
+    audit("app.metrics_label", app=key, label=label or "(the app key)")
+    flash("Metrics label saved.", "success")
+    return redirect(url_for("apps.detail", key=key) + "#metrics")
 
 
 @bp.route("/<key>/republish", methods=["POST"])
@@ -217,6 +237,11 @@ def remove_rule(key: str) -> Any:
 @bp.get("/<key>/settings")
 def settings_address(key: str) -> Any:
     return _to_section(key, "settings")
+
+
+@bp.get("/<key>/metrics-label")
+def metrics_label_address(key: str) -> Any:
+    return _to_section(key, "metrics")
 
 
 @bp.get("/<key>/republish")

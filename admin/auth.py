@@ -1,9 +1,15 @@
 """Logging in and out, the "every page needs a user" rule, session expiry and login throttling.
 
-Throttling counts failed logins per user name and per client IP in Redis (so every worker and process sees
-the same counts). Once either count reaches its limit, logins for that name or from that IP are refused
-without even checking the password until the window has passed — which also keeps password hashing, the
-expensive part, out of an attacker's reach.
+Sessions live on the server: the signed cookie carries a session id that must still be open in Redis on
+every request (the user loader checks it), so logging out ends the session everywhere, copies of the
+cookie included.
+
+Throttling reserves each attempt in Redis *before* its password is checked, in one Lua script (see
+``ConfigStore.begin_login_attempt``), so a burst of parallel guesses counts one by one across every greenlet,
+worker and process. Attempts are counted per (user name, address), with a delay that doubles per failure
+once a few have failed, and per address; a stranger failing at ``admin`` locks out only the stranger's own
+address. Refused attempts never reach the password check, which also keeps password hashing, the expensive
+part, out of an attacker's reach.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from flask import (
     current_app,
     flash,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
@@ -47,7 +54,22 @@ def init_app(app: Flask) -> None:
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> AdminUser | None:
-    return load_user(store(), user_id)
+    """The user of this request: the cookie's user id must name a user with its current session epoch
+    (a password change ends older sessions) and its session id must still be open (logout ends it)."""
+    user = load_user(store(), user_id)
+    if user is None or store().admin_session_user(session.get("sid", "")) != user.name:
+        return None
+    return user
+
+
+def start_session(user: AdminUser, logged_in_at: float | None = None) -> None:
+    """A fresh session for ``user``: nothing from before it (a planted or stale session) survives, and it
+    gets a new server-side id."""
+    session.clear()
+    session["sid"] = store().open_admin_session(user.name, current_app.config["ADMIN_SESSION_MAX_AGE"])
+    login_user(user)
+    session.permanent = True
+    session["logged_in_at"] = time.time() if logged_in_at is None else logged_in_at
 
 
 @login_manager.unauthorized_handler
@@ -74,6 +96,7 @@ def _require_user() -> Any:
         return login_manager.unauthorized()
     logged_in_at = session.get("logged_in_at", 0)
     if time.time() - logged_in_at > current_app.config["ADMIN_SESSION_MAX_AGE"]:
+        store().close_admin_session(session.get("sid", ""))
         logout_user()
         session.clear()
         flash("Your session expired; please log in again.", "info")
@@ -81,22 +104,24 @@ def _require_user() -> Any:
     return None
 
 
-def _throttle_keys(name: str) -> list[str]:
+def throttle_keys(name: str, address: str) -> tuple[str, str]:
+    """(address key, (user, address) key) of the login throttle."""
     # The user name is hashed: it is attacker-chosen text and must not shape Redis key names.
     digest = hashlib.sha256(name.strip().lower().encode()).hexdigest()[:32]
-    return [f"user:{digest}", f"ip:{client_ip()}"]
+    return f"ip:{address}", f"pair:{digest}:{address}"
 
 
-def _locked_for(keys: list[str]) -> int:
-    """Seconds until logins are accepted again for these keys; 0 when not throttled."""
+def _begin_attempt(keys: tuple[str, str]) -> int:
+    """Reserve this attempt; the seconds to wait when it is refused, else 0."""
     config = current_app.config
-    limits = [config["ADMIN_LOGIN_MAX_FAILURES_PER_USER"], config["ADMIN_LOGIN_MAX_FAILURES_PER_IP"]]
-    waits = [
-        ttl or 1
-        for (failures, ttl), limit in zip(store().login_failures(keys), limits, strict=True)
-        if failures >= limit
-    ]
-    return max(waits, default=0)
+    return store().begin_login_attempt(
+        *keys,
+        address_limit=config["ADMIN_LOGIN_MAX_FAILURES_PER_IP"],
+        window_seconds=config["ADMIN_LOGIN_WINDOW"],
+        free_failures=config["ADMIN_LOGIN_MAX_FAILURES_PER_USER"],
+        base_delay=config["ADMIN_LOGIN_BASE_DELAY"],
+        max_delay=config["ADMIN_LOGIN_MAX_DELAY"],
+    )
 
 
 def _safe_next(target: str | None) -> str:
@@ -126,28 +151,26 @@ def login() -> Any:
     status = 200
     if form.validate_on_submit():
         name = form.username.data or ""
-        keys = _throttle_keys(name)
-        wait = _locked_for(keys)
+        keys = throttle_keys(name, client_ip())
+        # Counted before the password is checked: parallel guesses cannot all slip past one check.
+        wait = _begin_attempt(keys)
         if wait:
             minutes = max(1, (wait + 59) // 60)
             form.form_errors.append(
                 f"Too many failed logins. Try again in {minutes} minute{'s' if minutes > 1 else ''}."
             )
             audit("login.throttled", user=_known_name(name))
-            return render_template("auth/login.html", form=form), 429
+            response = make_response(render_template("auth/login.html", form=form), 429)
+            response.headers["Retry-After"] = str(wait)
+            return response
         user = check_credentials(store(), name, form.password.data or "")
         if user is None:
-            store().record_login_failure(keys, current_app.config["ADMIN_LOGIN_WINDOW"])
             audit("login.failed", user=_known_name(name))
             form.form_errors.append("Wrong user name or password.")
             status = 401
         else:
-            store().clear_login_failures(keys[:1])
-            # A fresh session: nothing from before the login (a planted or stale session) survives it.
-            session.clear()
-            login_user(user)
-            session.permanent = True
-            session["logged_in_at"] = time.time()
+            store().end_login_attempt(*keys)
+            start_session(user)
             audit("login")
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form), status
@@ -158,6 +181,7 @@ def logout() -> Any:
     form = EmptyForm()
     if form.validate_on_submit():
         audit("logout")
+        store().close_admin_session(session.get("sid", ""))
         logout_user()
         session.clear()
         flash("You are logged out.", "info")

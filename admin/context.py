@@ -7,6 +7,7 @@ needs this process's engine, the tail, gets a :class:`app.live_tail.LiveTail` ha
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,9 +50,22 @@ def now() -> float:
 
 
 def client_ip() -> str:
-    # The direct peer. Behind a reverse proxy this is the proxy: wrap the WSGI app in werkzeug's ProxyFix
-    # (trusting exactly the proxies you run) for throttling and the audit log to see real client addresses.
-    return request.remote_addr or "-"
+    """The client's address, for login throttling and the audit log: the direct peer, unless the setting
+    ``admin_trusted_proxies`` says how many proxies of ours append to ``X-Forwarded-For`` — then the
+    address the outermost of them saw. Never the header by default: any client can write it, and trusting
+    it would let one attacker be a new address per request (and frame someone else's)."""
+    peer = request.remote_addr or "-"
+    hops = panel().settings.admin_trusted_proxies
+    if hops <= 0:
+        return peer
+    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]
+    forwarded = [part for part in forwarded if part]
+    if len(forwarded) < hops:
+        return peer  # not through our proxies: a direct client
+    try:
+        return str(ipaddress.ip_address(forwarded[-hops]))
+    except ValueError:
+        return peer
 
 
 def audit(action: str, app: str = "", target: str = "", **details: Any) -> None:

@@ -206,6 +206,14 @@ class AppSettingsForm(PanelForm):
         return values
 
 
+class MetricsLabelForm(PanelForm):
+    """Empty = the app is labelled by its key on /metrics (or summed as "other", see ``metrics_apps``)."""
+
+    metrics_label = StringField(
+        "Label on /metrics", validators=[Optional(), _name("metrics label")], filters=[_strip]
+    )
+
+
 class RepublishRuleForm(PanelForm):
     expression = StringField(
         "StreamSQL",

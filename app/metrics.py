@@ -18,7 +18,9 @@ reports all nodes). When Redis is unreachable, the answering process reports its
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import hmac
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -47,12 +49,37 @@ COUNTERS = (
 )
 
 
+# What a per-app series is labelled with: the app key → its label, or None to leave the app out.
+AppLabel = Callable[[str], str | None]
+
+
+def _by_key(key: str) -> str:
+    return key
+
+
 class ClusterCollector:
     """Turns stats documents (node name → document) into metric families."""
 
-    def __init__(self, documents: Mapping[str, Mapping[str, Any]], cluster_view: bool) -> None:
+    def __init__(
+        self,
+        documents: Mapping[str, Mapping[str, Any]],
+        cluster_view: bool,
+        app_label: AppLabel | None = _by_key,
+    ) -> None:
         self.documents = documents
         self.cluster_view = cluster_view
+        self.app_label = app_label  # None: no per-app series at all
+
+    def _per_app(self, data: Mapping[str, Any], key: str) -> dict[str, float]:
+        """label → value of one node; apps sharing a label are summed (one series per label set)."""
+        sums: dict[str, float] = defaultdict(float)
+        if self.app_label is None:
+            return sums
+        for app, entry in _map(data.get("apps")).items():
+            label = self.app_label(app)
+            if label is not None:
+                sums[label] += _number(_map(entry).get(key))
+        return sums
 
     def collect(self) -> Iterator[Metric]:
         docs = {node: _map(doc.get("data")) for node, doc in sorted(self.documents.items())}
@@ -89,15 +116,15 @@ class ClusterCollector:
         ):
             counter = CounterMetricFamily(name, help_text, labels=["node", "app"])
             for node, data in docs.items():
-                for app, entry in sorted(_map(data.get("apps")).items()):
-                    counter.add_metric([node, app], _number(_map(entry).get(key)))
+                for app, value in sorted(self._per_app(data, key).items()):
+                    counter.add_metric([node, app], value)
             yield counter
         app_connections = GaugeMetricFamily(
             "cobra_app_connections", "Open connections per app.", labels=["node", "app"]
         )
         for node, data in docs.items():
-            for app, entry in sorted(_map(data.get("apps")).items()):
-                app_connections.add_metric([node, app], _number(_map(entry).get("connections")))
+            for app, value in sorted(self._per_app(data, "connections").items()):
+                app_connections.add_metric([node, app], value)
         yield app_connections
 
         shard_up = GaugeMetricFamily(
@@ -128,10 +155,39 @@ class ClusterCollector:
         yield latency
 
 
-def render(documents: Mapping[str, Mapping[str, Any]], cluster_view: bool = True) -> bytes:
+def render(
+    documents: Mapping[str, Mapping[str, Any]],
+    cluster_view: bool = True,
+    app_label: AppLabel | None = _by_key,
+) -> bytes:
+    """The exposition; ``app_label`` names each app's series (None: no per-app series)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ClusterCollector(documents, cluster_view))  # type: ignore[arg-type]
+    registry.register(ClusterCollector(documents, cluster_view, app_label))  # type: ignore[arg-type]
     return generate_latest(registry)
+
+
+UNLABELLED = "other"  # under metrics_apps=labelled, every app without a metrics_label, summed
+METRICS_APPS_MODES = ("label", "labelled", "off")
+
+
+def app_labeller(mode: str, labels: Mapping[str, str]) -> AppLabel | None:
+    """The ``metrics_apps`` setting as a labelling rule, given each app's ``metrics_label`` ("" = none):
+    ``label`` its label or else its key; ``labelled`` its label or else :data:`UNLABELLED`, so no app key
+    is ever shown; ``off`` no per-app series."""
+    if mode not in METRICS_APPS_MODES:
+        raise ValueError(f"metrics_apps must be one of {', '.join(METRICS_APPS_MODES)}, got {mode!r}")
+    if mode == "off":
+        return None
+    if mode == "labelled":
+        return lambda key: labels.get(key) or UNLABELLED
+    return lambda key: labels.get(key) or key
+
+
+def bearer_token_matches(header: str | None, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time (a scraper's wrong guesses learn
+    nothing from response times)."""
+    expected = f"Bearer {token}".encode()
+    return hmac.compare_digest((header or "").strip().encode(), expected)
 
 
 def _map(value: Any) -> Mapping[str, Any]:

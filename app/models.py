@@ -201,23 +201,36 @@ class App:
     key: str
     roles: dict[str, Role] = field(default_factory=dict)
     settings: AppSettings = field(default_factory=AppSettings)
+    # What /metrics calls this app instead of its key ("" = its key, or "other" under metrics_apps=labelled):
+    # a scraper that may see the numbers need not learn the tenants' app keys.
+    metrics_label: str = ""
 
     def __post_init__(self) -> None:
         validate_name("app key", self.key)
+        if self.metrics_label:
+            validate_name("metrics label", self.metrics_label)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "key": self.key,
             "roles": {name: role.to_dict() for name, role in self.roles.items()},
             "settings": self.settings.to_dict(),
         }
+        if self.metrics_label:
+            data["metrics_label"] = self.metrics_label
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> App:
         roles = {
             name: Role.from_dict({**role, "name": name}) for name, role in (data.get("roles") or {}).items()
         }
-        return cls(key=data["key"], roles=roles, settings=AppSettings.from_dict(data.get("settings") or {}))
+        return cls(
+            key=data["key"],
+            roles=roles,
+            settings=AppSettings.from_dict(data.get("settings") or {}),
+            metrics_label=data.get("metrics_label") or "",
+        )
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ class CobraApplication:
         self._http: WSGIApp = self._plain_http
         self._start_lock: gevent.lock.Semaphore | None = None
         self.http_publish = HttpPublishEndpoint(self.broker.services)  # PROTOCOL §13
+        metrics.app_labeller(settings.metrics_apps, {})  # a misspelt mode fails at start, not per scrape
 
     def start(self) -> None:
         """Prepare the config store (well-known apps, ``COBRA_APPS_CONFIG``: the same under ``python -m app
@@ -133,7 +134,7 @@ class CobraApplication:
         if path in READY_PATHS:
             return self._readiness(start_response)
         if path == "/metrics":
-            return self._metrics(start_response)
+            return self._metrics(environ, start_response)
         if path in VERSION_PATHS:
             return plain_response(start_response, "200 OK", f"{__version__}\n")
         if path == "/":
@@ -150,8 +151,14 @@ class CobraApplication:
         body = "not ready\n" + "".join(f"- {problem}\n" for problem in problems)
         return plain_response(start_response, "503 Service Unavailable", body)
 
-    def _metrics(self, start_response: Callable[..., Any]) -> list[bytes]:
+    def _metrics(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        """The cluster's numbers; with ``metrics_token`` set only for ``Authorization: Bearer <token>``.
+        Per-app series are labelled as ``metrics_apps`` says (see :func:`metrics.app_labeller`)."""
         broker = self.broker
+        token = self.settings.metrics_token
+        if token and not metrics.bearer_token_matches(environ.get("HTTP_AUTHORIZATION"), token):
+            challenge = [("WWW-Authenticate", 'Bearer realm="metrics"')]
+            return plain_response(start_response, "401 Unauthorized", "KO\n", challenge)
         try:
             documents, cluster_view = node_stats(broker.store.redis), True
         except redis.RedisError as exc:
@@ -160,7 +167,10 @@ class CobraApplication:
         own = broker.stats_publisher.last_document
         if own is not None and (not cluster_view or broker.node not in documents):
             documents[broker.node] = own
-        body = metrics.render(documents, cluster_view)
+        labels = {key: app.metrics_label for key, app in broker.config.apps.items()}
+        body = metrics.render(
+            documents, cluster_view, metrics.app_labeller(self.settings.metrics_apps, labels)
+        )
         start_response("200 OK", [("Content-Type", metrics.CONTENT_TYPE), ("Content-Length", str(len(body)))])
         return [body]
 

@@ -97,6 +97,21 @@ class Settings:
     admin_secure_cookies: str = _knob(
         "auto", "Secure flag of the admin session cookie: auto (when served over https), true or false"
     )
+    admin_trusted_proxies: int = _knob(
+        0,
+        "proxies in front of the admin panel that append to X-Forwarded-For; 0 = use the peer address "
+        "(login throttling and the audit log)",
+    )
+
+    # --- metrics ---
+    metrics_token: str = _knob(
+        "", "bearer token GET /metrics requires (Authorization: Bearer <token>); empty = /metrics is open"
+    )
+    metrics_apps: str = _knob(
+        "label",
+        "per-app series on /metrics: label (each app's metrics label, else its key), labelled (apps "
+        "without a label summed as app=other: no app key shown) or off",
+    )
 
     # --- logging ---
     log_level: str = _knob("INFO", "logging level")

@@ -1,4 +1,4 @@
-"""``apps show|set|republish``: per-app settings and republish rules, from a shell.
+"""``apps show|set|metrics-label|republish``: per-app settings, metrics label, republish rules, from a shell.
 
 Every change goes through the config store, which announces it: running brokers apply it without a restart.
 """
@@ -10,7 +10,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from ..config_store import ConfigError
-from ..models import App, AppSettings, RepublishRule, compile_rule
+from ..models import App, AppSettings, RepublishRule, compile_rule, validate_name
 from ..stream_sql import FilterError
 from .audit import record
 from .errors import fail
@@ -34,6 +34,12 @@ def register(commands: Any) -> None:
     setter.add_argument("appkey")
     setter.add_argument("pairs", nargs="+", metavar="key=value", help=", ".join(APP_SETTING_NAMES))
     setter.set_defaults(handler=set_app)
+    labeller = app_commands.add_parser(
+        "metrics-label", help="what /metrics calls the app instead of its key (no label: its key again)"
+    )
+    labeller.add_argument("appkey")
+    labeller.add_argument("label", nargs="?", default="", help="letters, digits, '_', '.', '-' (1-64)")
+    labeller.set_defaults(handler=set_metrics_label)
     republish = app_commands.add_parser("republish", help="list, add or remove an app's republish rules")
     republish.add_argument("appkey")
     rule_commands = republish.add_subparsers(dest="rule_command", required=True, metavar="SUBCOMMAND")
@@ -49,7 +55,7 @@ def register(commands: Any) -> None:
     remove_rule_parser.add_argument("number", type=int)
     remove_rule_parser.set_defaults(handler=remove_rule)
 
-    for parser in (show, setter, list_rules_parser, add_rule_parser, remove_rule_parser):
+    for parser in (show, setter, labeller, list_rules_parser, add_rule_parser, remove_rule_parser):
         add_store_arguments(parser)
 
 
@@ -97,6 +103,23 @@ def set_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def set_metrics_label(args: argparse.Namespace) -> int:
+    label = args.label.strip()
+    try:
+        if label:
+            validate_name("metrics label", label)
+    except ValueError as exc:
+        return fail(str(exc))
+    with open_store(args) as store:
+        try:
+            app = store.update_app(args.appkey, lambda a: replace(a, metrics_label=label))
+        except ConfigError as exc:
+            return fail(str(exc))
+        record(store, "app.metrics_label", app=app.key, label=label or "(the app key)")
+    _print_settings(app)
+    return 0
+
+
 def show_app(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         app = store.get_app(args.appkey)
@@ -112,6 +135,7 @@ def _print_settings(app: App) -> None:
         value = getattr(app.settings, name)
         print(f"  {name} = {'(broker default)' if value is None else value}")
     print(f"  republish_rules = {len(app.settings.republish_rules)}")
+    print(f"  metrics_label = {app.metrics_label or '(the app key)'}")
 
 
 def list_rules(args: argparse.Namespace) -> int:

@@ -78,7 +78,8 @@ def read_apps_yaml(text: str, *, allow_legacy_secrets: bool = False) -> ParsedAp
                     compile_rule(rule)
                 except ValueError as exc:  # FilterError included
                     raise ValueError(f"republish rule {number} ({rule.expression!r}): {exc}") from None
-            apps.append(App(key=str(key), roles=roles, settings=settings))
+            label = spec.get("metrics_label") or ""
+            apps.append(App(key=str(key), roles=roles, settings=settings, metrics_label=str(label)))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
     return ParsedApps(apps, warnings)
@@ -159,5 +160,7 @@ def dump_apps_yaml(apps: Iterable[App]) -> str:
         settings = {k: v for k, v in app.settings.to_dict().items() if v not in (None, [])}
         if settings:
             spec["settings"] = settings
+        if app.metrics_label:
+            spec["metrics_label"] = app.metrics_label
         document["apps"][app.key] = spec
     return yaml.safe_dump(document, sort_keys=False)

@@ -14,6 +14,7 @@ CHANGES_CHANNEL = "cobra:config:changes"
 ADMIN_USERS_KEY = "cobra:admin:users"
 PANEL_SECRET_KEY = "cobra:admin:secret_key"
 THROTTLE_PREFIX = "cobra:admin:throttle:"
+SESSION_PREFIX = "cobra:admin:session:"  # + a session id: the user name, while that session lasts
 AUDIT_KEY = "cobra:admin:audit"
 # ~10,000 entries of a few hundred bytes: a few MB of Redis memory for months of admin activity.
 AUDIT_MAX_ENTRIES = 10_000

@@ -51,6 +51,10 @@ class ConfigStore(AdminState):
     def list_apps(self) -> dict[str, App]:
         return self.snapshot().apps
 
+    def app_keys(self) -> set[str]:
+        """The keys of every app, without reading (and parsing) their configs."""
+        return {key.decode() for key in self.redis.hkeys(APPS_KEY)}
+
     def shards(self) -> tuple[Shard, ...]:
         return _parse_shards(self.redis.get(SHARDS_KEY))
 

@@ -233,16 +233,20 @@ def test_a_user_name_is_locked_after_repeated_failures(strict_panel, make_client
     response = client.login(admin_user)  # the right password no longer helps
     assert response.status_code == 429
     assert "Too many failed logins" in response.get_data(as_text=True)
-    # ...from any address: the lock is on the name.
-    assert make_client(strict_panel).login(admin_user).status_code == 429
+    # ...from that address only: the lock is on (name, address), so the owner elsewhere still gets in.
+    assert make_client(strict_panel).login(admin_user).status_code == 302
 
 
 def test_the_user_lock_is_shared_by_every_process(strict_panel, redis_server, make_client, admin_user):
-    client = make_client(strict_panel)
-    for _ in range(3):
-        client.login(admin_user, "wrong password")
-    other_worker = new_panel(redis_server.url, ADMIN_LOGIN_MAX_FAILURES_PER_USER=3)
-    assert make_client(other_worker).login(admin_user).status_code == 429
+    client = make_client(strict_panel, ip="10.250.2.2")
+    try:
+        for _ in range(3):
+            client.login(admin_user, "wrong password")
+        other_worker = new_panel(redis_server.url, ADMIN_LOGIN_MAX_FAILURES_PER_USER=3)
+        assert make_client(other_worker, ip="10.250.2.2").login(admin_user).status_code == 429
+    finally:
+        store = strict_panel.extensions["cobra_admin"].store
+        store.clear_login_failures(["ip:10.250.2.2"])
 
 
 def test_an_address_is_locked_after_repeated_failures(strict_panel, make_client, store):
@@ -302,3 +306,23 @@ def test_session_knobs_come_from_the_settings(redis_server):
     assert defaults.permanent_session_lifetime == timedelta(hours=1)
     assert defaults.config["ADMIN_SESSION_MAX_AGE"] == 12 * 3600
     assert defaults.config["ADMIN_SECURE_COOKIES"] is None
+
+
+def test_the_delay_grows_with_each_failure_from_one_address(redis_server, make_client, admin_user):
+    """After the free failures, each attempt of (name, address) sets a wait that doubles, up to a cap."""
+    app = new_panel(
+        redis_server.url,
+        ADMIN_LOGIN_MAX_FAILURES_PER_USER=2,
+        ADMIN_LOGIN_BASE_DELAY=1.0,
+        ADMIN_LOGIN_MAX_DELAY=4.0,
+    )
+    client = make_client(app)
+    waits = []
+    for _ in range(4):
+        response = client.login(admin_user, "wrong password")
+        while response.status_code != 429:  # the 2nd, 3rd... failure set the next wait
+            response = client.login(admin_user, "wrong password")
+        wait = int(response.headers["Retry-After"])
+        waits.append(wait)
+        time.sleep(wait + 0.2)
+    assert waits == [1, 2, 4, 4]

@@ -638,6 +638,14 @@ ROUTES: dict[str, Route] = {
             for name in NUMERIC_SETTINGS
         },
     ),
+    "apps.save_metrics_label": Route(
+        app_args,
+        lambda c: {
+            "metrics_label": st.none()
+            | names
+            | st.sampled_from(["", " ", "a" * 64, "a" * 65, 'x"}', "x y", "other", c.app_key])
+        },
+    ),
     "apps.add_rule": Route(
         app_args,
         lambda c: {
@@ -699,6 +707,7 @@ ROUTES: dict[str, Route] = {
 GENERIC = (
     "apps.create",
     "apps.save_settings",
+    "apps.save_metrics_label",
     "apps.add_rule",
     "apps.remove_rule",
     "apps.delete",

@@ -112,6 +112,10 @@ EXERCISED_BY: list[tuple[str, str]] = [
         r"^(body=|ts=|sig=|curl )",
         "tests/integration/test_http_publish.py::test_curl_with_an_openssl_signature_publishes",
     ),
+    (
+        r"^python -m app apps metrics-label ",
+        "tests/admin/test_metrics_label.py::test_the_cli_sets_an_apps_metrics_label",
+    ),
 ]
 
 
