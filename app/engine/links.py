@@ -12,7 +12,7 @@ attributes; nothing else in the engine changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
@@ -41,6 +41,12 @@ class ShardEvents(Protocol):
 
     def on_down(self, link: ShardLink) -> None:
         """``link``'s Pub/Sub connection is gone: live delivery stopped for all its channels."""
+
+    def on_channels_down(self, link: ShardLink, channels: Iterable[bytes]) -> None:
+        """Live delivery stopped for these of ``link``'s channels only (one node of a cluster shard)."""
+
+    def on_channels_moving(self, link: ShardLink, channels: Iterable[bytes]) -> None:
+        """``link`` moves these channels' live feed to another of its nodes: fill in once live again."""
 
     def on_batch_end(self) -> None:
         """A read of Pub/Sub messages, or a batch of publish replies, was handled: flush the clients."""
@@ -139,6 +145,16 @@ LINK_KINDS: dict[str, LinkKind] = {
     "rediss": SingleNodeLink,
     "unix": SingleNodeLink,
 }
+
+
+def _register_cluster_kind() -> None:
+    # Imported here: the cluster link builds on the classes above.
+    from .cluster_link import ClusterLink
+
+    LINK_KINDS["redis+cluster"] = ClusterLink
+
+
+_register_cluster_kind()
 
 
 def open_link(shard: Shard, events: ShardEvents, options: LinkOptions) -> ShardLink:
