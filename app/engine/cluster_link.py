@@ -375,6 +375,11 @@ class ClusterLink(ShardLink):
         self.unreachable = False
         self.refusal = None
         self._apply(slot_map)
+        # After every refresh, not only a changed one: a node may drop a channel of a slot it keeps (a
+        # SETSLOT NODE naming the owner itself clears the slot's shard channels), and a SSUBSCRIBE refused
+        # while the cluster was down is due again.
+        for node in list(self.nodes.values()):
+            node.subscriber.retry_unconfirmed()
 
     def _apply(self, slot_map: SlotMap) -> None:
         old = self.slot_map
@@ -395,8 +400,6 @@ class ClusterLink(ShardLink):
         else:
             log.info("shard %s: cluster of %d masters", self.name, len(slot_map.masters))
         self.mapped.set()
-        for node in self.nodes.values():
-            node.subscriber.retry_unconfirmed()
 
     def _replace(self, channels: Iterable[bytes]) -> None:
         moved = [channel for channel in list(channels) if self.subscriber.place(channel)]

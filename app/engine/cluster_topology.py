@@ -8,6 +8,7 @@ SPUBLISH``), not by server name or version string: a cluster without it is refus
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -67,15 +68,23 @@ def fetch_slot_map(cluster: ClusterURL, candidates: Iterable[Address], timeout: 
     raise ClusterUnavailable("no node of the cluster answered: " + "; ".join(problems))
 
 
-def _ping(cluster: ClusterURL, address: Address, timeout: float) -> str | None:
+def _probe(cluster: ClusterURL, address: Address, timeout: float) -> tuple[str | None, dict[str, str]]:
+    """(None or why the node does not answer, the fields of its INFO server/memory/clients)."""
     conn = RespConnection(node_address(cluster, address), connect_timeout=timeout)
     try:
         with gevent.Timeout(timeout, RedisUnavailable("no answer")):
             conn.connect()
-            reply = conn.call("PING")
-        return None if not isinstance(reply, ReplyError) else str(reply)
+            reply = conn.call("INFO")
+        if isinstance(reply, ReplyError):
+            return str(reply), {}
+        fields = dict(
+            line.split(":", 1)
+            for line in reply.decode().splitlines()
+            if ":" in line and not line.startswith("#")
+        )
+        return None, fields
     except (RedisUnavailable, OSError) as exc:
-        return str(exc)
+        return str(exc), {}
     finally:
         conn.close()
 
@@ -91,9 +100,10 @@ def cluster_health(url: str, timeout: float = 2.0) -> dict[str, Any]:
         return {"ok": False, "error": str(exc), "masters": [], "covered": False}
     masters = []
     for address, node in sorted(slot_map.masters.items()):
-        problem = _ping(cluster, address, timeout)
+        problem, info = _probe(cluster, address, timeout)
         masters.append(
             {
+                "info": info,
                 "address": f"{address[0]}:{address[1]}",
                 "slots": sum(end - start + 1 for start, end in slot_map.slot_ranges(address)),
                 "replicas": [f"{host}:{port}" for host, port in node.replicas],
@@ -120,3 +130,24 @@ def describe_topology(health: dict[str, Any]) -> str:
     replicas = "+".join(str(len(m["replicas"])) for m in masters)
     text = f"cluster of {len(masters)} masters ({replicas} replicas)"
     return text if health["ok"] else f"{text}; {health.get('error')}"
+
+
+def cluster_shard_health(url: str, timeout: float) -> dict[str, Any]:
+    """:func:`cluster_health` in the shape of a single node's health on the admin panel's shard page:
+    memory and clients summed over the masters, and a ``topology`` line."""
+    started = time.perf_counter()
+    health = cluster_health(url, timeout)
+    infos = [m["info"] for m in health["masters"] if m["ok"]]
+    result: dict[str, Any] = {
+        "ok": health["ok"],
+        "latency_ms": (time.perf_counter() - started) * 1000,
+        "used_memory": sum(int(i.get("used_memory", 0)) for i in infos),
+        "maxmemory": None,
+        "connected_clients": sum(int(i.get("connected_clients", 0)) for i in infos),
+        "version": infos[0].get("redis_version") if infos else None,
+        "topology": describe_topology(health),
+        "masters": health["masters"],
+    }
+    if not health["ok"]:
+        result["error"] = health.get("error")
+    return result

@@ -72,6 +72,8 @@ class ClusterNode:
         self.binary = binary
         self.data_dir = data_dir
         self.port = port or free_port()
+        # The bus port defaults to port + 10000, which an ephemeral port may exceed: chosen explicitly.
+        self.bus_port = free_port()
         self.process: subprocess.Popen | None = None
 
     @property
@@ -89,6 +91,8 @@ class ClusterNode:
                 "127.0.0.1",
                 "--dir",
                 str(self.data_dir),
+                "--cluster-port",
+                str(self.bus_port),
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
