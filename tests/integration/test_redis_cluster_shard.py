@@ -248,7 +248,7 @@ def test_the_cluster_shard_survives_the_old_master_coming_back(deployment, broke
     dead = [n for n in cluster.nodes if not n.running]
     for node in dead:
         node.start()  # same port, same nodes.conf: rejoins as a replica of the promoted one
-    cluster.wait_healthy()
+    cluster.wait_healthy(replicas=2)
     channel = deployment.on_master(cluster.masters()[0], 1, "after")[0]
     client = deployment.client(brokers[0], timeout=30)
     client.subscribe(channel)
@@ -264,9 +264,36 @@ def _published(client, channel: str) -> bool:
         return False
 
 
-def test_an_unreachable_or_pre_7_cluster_is_refused_by_the_shard_check(deployment):
+def test_shards_add_refuses_a_cluster_nobody_answers_for(deployment):
     bad = deployment.cli("shards", "add", "nowhere", "redis+cluster://127.0.0.1:1")
     assert bad.returncode != 0
+    assert "no node of the cluster answered" in bad.stderr + bad.stdout
+    malformed = deployment.cli("shards", "add", "bad", "redis+cluster://127.0.0.1:1/3")
+    assert malformed.returncode != 0
+    assert "single database" in malformed.stderr + malformed.stdout
+
+
+def test_a_single_redis_7_node_without_cluster_mode_is_refused_as_a_cluster(deployment, tmp_path):
+    node = ClusterNode(deployment.redis_cluster.nodes[0].binary, tmp_path / "lone")
+    node.start()  # cluster-enabled, but no slot assigned
+    try:
+        bad = deployment.cli("shards", "add", "lone", f"redis+cluster://{node.address}")
+        assert bad.returncode != 0
+        assert "no slot is assigned" in bad.stderr + bad.stdout
+    finally:
+        node.stop()
+
+
+def test_shards_add_takes_a_cluster_url_and_list_shows_its_topology(deployment):
+    seeds = "redis+cluster://" + ",".join(n.address for n in deployment.redis_cluster.nodes[3:6])
+    added = deployment.cli("shards", "add", "cl2", seeds)
+    assert added.returncode == 0, added.stderr
+    assert "added shard cl2" in added.stdout
     listed = deployment.cli("shards", "list")
     assert listed.returncode == 0, listed.stderr
-    assert "cluster of 3 masters" in listed.stdout
+    lines = [line for line in listed.stdout.splitlines() if line.startswith(("cl ", "cl2 "))]
+    assert len(lines) == 2
+    for line in lines:
+        assert "reachable, cluster of 3 masters (2+2+2 replicas)" in line
+    removed = deployment.cli("shards", "remove", "cl2")
+    assert removed.returncode == 0, removed.stderr
