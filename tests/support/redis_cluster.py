@@ -67,13 +67,30 @@ def redis7_server() -> str:
     return path
 
 
+def _low_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    import socket
+
+    for port in range(30000, 55000, 7):
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+                return port
+        except OSError:
+            continue
+    raise RuntimeError("no free low port pair")
+
+
 class ClusterNode:
-    def __init__(self, binary: str, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, binary: str, data_dir: Path, port: int | None = None, legacy: bool = False) -> None:
         self.binary = binary
         self.data_dir = data_dir
-        self.port = port or free_port()
-        # The bus port defaults to port + 10000, which an ephemeral port may exceed: chosen explicitly.
-        self.bus_port = free_port()
+        # The bus port defaults to port + 10000, which an ephemeral port may exceed: chosen explicitly,
+        # except on a Redis < 7 (``legacy``), which has no cluster-port: there the port is kept low.
+        self.legacy = legacy
+        self.port = port or (_low_port() if legacy else free_port())
+        self.bus_port = self.port + 10000 if legacy else free_port()
         self.process: subprocess.Popen | None = None
 
     @property
@@ -91,8 +108,7 @@ class ClusterNode:
                 "127.0.0.1",
                 "--dir",
                 str(self.data_dir),
-                "--cluster-port",
-                str(self.bus_port),
+                *([] if self.legacy else ["--cluster-port", str(self.bus_port)]),
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
