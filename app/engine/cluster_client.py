@@ -48,6 +48,12 @@ class ClusterReadClient:
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
                 return attribute(*args, **kwargs)
+            except (redis.ConnectionError, redis.TimeoutError, RedisClusterException):
+                # Right after a failover the client may still know the dead master: the caller is often
+                # a fill that must not come back empty. Start over from the seeds, once.
+                self.close()
+            try:
+                return getattr(self._get(), name)(*args, **kwargs)
             except RedisClusterException as exc:
                 raise redis.ConnectionError(str(exc)) from exc
 

@@ -6,7 +6,7 @@ by slot (:mod:`.cluster_slots`). Publishes keep the engine's natural batching: e
 :class:`.publisher.ShardPublisher`, so one batch is one pipeline per master. Redirections:
 
 - ``MOVED``: the slot map is patched from the reply at once (and refreshed in full in the background),
-  and the publish is resent to the named node, at most :data:`MAX_REDIRECTS` times;
+  and the publish is resent to the named node, at most ``cluster_facades.MAX_REDIRECTS`` times;
 - ``ASK`` (a slot being migrated, the key already moved): that one publish goes to the target preceded by
   ``ASKING``, on a side connection per target (:class:`.cluster_ask.AskingSender`), in order;
 - ``CLUSTERDOWN``/``TRYAGAIN`` (a failover in progress): the publish fails with ``shard_unavailable``.
@@ -19,7 +19,6 @@ are subscribed there and caught up from history (:mod:`.recovery`), and the dead
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -31,11 +30,11 @@ import redis
 
 from ..models import Shard
 from ..redis_cluster_url import parse_cluster_url
-from .batching import UNAVAILABLE, Callback
 from .cluster_ask import AskingSender
 from .cluster_client import ClusterReadClient
+from .cluster_facades import ClusterPublisher, ClusterSubscriber
 from .cluster_pubsub import ShardedSubscriber
-from .cluster_slots import Address, SlotMap, command_key, key_slot, parse_redirect
+from .cluster_slots import Address, SlotMap, key_slot
 from .cluster_topology import NO_SHARDED_PUBSUB, ClusterUnavailable, fetch_slot_map, node_address
 from .history import PUBLISH_SCRIPT
 from .links import LinkOptions, ShardEvents, ShardLink
@@ -49,9 +48,9 @@ log = logging.getLogger(__name__)
 CLUSTER_PUBLISH_SCRIPT = PUBLISH_SCRIPT.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
 CLUSTER_SCRIPTS = {"publish": CLUSTER_PUBLISH_SCRIPT}
 
-MAX_REDIRECTS = 5
 DEGRADED_REFRESH = 0.5  # seconds between slot map refreshes while a master is unreachable
-REFRESH_SPACING = 0.1  # at most ten refreshes a second, however many redirections ask for one
+REFRESH_SPACING = 0.1
+SLOT_CACHE_LIMIT = 100_000  # at most ten refreshes a second, however many redirections ask for one
 
 
 class NodeLink:
@@ -112,136 +111,6 @@ class _NodeEvents:
         self.link.node_down(self.node)
 
 
-class ClusterPublisher:
-    """The cluster link's ``publisher``: routes each publish to its slot's master."""
-
-    def __init__(self, link: ClusterLink) -> None:
-        self.link = link
-        self.shas = {"publish": hashlib.sha1(CLUSTER_PUBLISH_SCRIPT.encode()).hexdigest().encode()}
-        self.submit = self._submit
-
-    def _submit(self, command: bytes, callback: Callback, redirects: int = 0) -> None:
-        key = command_key(command)
-        node = self.link.node_for(key) if key is not None else None
-        if node is None:
-            callback(UNAVAILABLE)
-            return
-
-        def on_reply(reply: Any) -> None:
-            if isinstance(reply, Exception) and reply is not UNAVAILABLE:
-                error = str(reply)
-                redirect = parse_redirect(error)
-                if redirect is not None and redirects < MAX_REDIRECTS:
-                    if redirect.ask:
-                        self.link.node(redirect.address).asking.submit(command, callback)
-                    else:
-                        self.link.redirected(redirect.slot, redirect.address)
-                        self._submit(command, callback, redirects + 1)
-                    return
-                if error.startswith(("CLUSTERDOWN", "TRYAGAIN")):
-                    self.link.request_refresh()
-                    callback(UNAVAILABLE)
-                    return
-            callback(reply)
-
-        node.publisher.submit(command, on_reply)
-
-    @property
-    def available(self) -> bool:
-        """Some master takes publishes; one whose master is down fails on its own (shard_unavailable)."""
-        return any(node.publisher.available for node in self.link.nodes.values())
-
-    @property
-    def queued(self) -> int:
-        return sum(node.publisher.queued for node in self.link.nodes.values())
-
-    @property
-    def batch_max(self) -> int:
-        return self.link.options.batch_max
-
-    def start(self) -> None:
-        pass  # the link starts its nodes
-
-    def wait_connected(self, timeout: float) -> bool:
-        """The slot map is known and every master's publisher connected."""
-        deadline = time.monotonic() + timeout
-        if not self.link.mapped.wait(timeout):
-            return False
-        return all(
-            node.publisher.wait_connected(max(0.0, deadline - time.monotonic()))
-            for node in list(self.link.nodes.values())
-        )
-
-    def drain(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        return all(
-            node.publisher.drain(max(0.0, deadline - time.monotonic()))
-            for node in list(self.link.nodes.values())
-        )
-
-    def stop(self, timeout: float = 5.0) -> None:
-        pass  # the link stops its nodes
-
-
-class ClusterSubscriber:
-    """The cluster link's ``subscriber``: each wanted channel on its slot's master."""
-
-    def __init__(self, link: ClusterLink) -> None:
-        self.link = link
-        self.ready: dict[bytes, gevent.event.Event] = {}  # per wanted channel: set while it is live
-        self.placed: dict[bytes, NodeLink] = {}  # where each wanted channel is subscribed
-
-    def subscribe(self, channel: bytes) -> gevent.event.Event:
-        ready = self.ready.get(channel)
-        if ready is None:
-            ready = self.ready[channel] = gevent.event.Event()
-            self.place(channel)
-        return ready
-
-    def unsubscribe(self, channel: bytes) -> None:
-        if self.ready.pop(channel, None) is None:
-            return
-        node = self.placed.pop(channel, None)
-        if node is not None:
-            node.subscriber.unsubscribe(channel)
-
-    def place(self, channel: bytes) -> bool:
-        """Subscribe ``channel`` on the master its slot names now; True when that moved it."""
-        node = self.link.node_for(channel)
-        old = self.placed.get(channel)
-        if node is old:
-            return False
-        if old is not None:
-            if old.subscriber.confirmed(channel):
-                old.subscriber.unsubscribe(channel)
-            else:
-                old.subscriber.forget(channel)
-        ready = self.ready[channel]
-        ready.clear()
-        if node is None:
-            self.placed.pop(channel, None)
-            return old is not None
-        self.placed[channel] = node
-        if node.subscriber.subscribe(channel).is_set():
-            ready.set()
-        return old is not None
-
-    @property
-    def connected(self) -> bool:
-        nodes = self.link.nodes.values()
-        return bool(nodes) and all(node.subscriber.connected for node in nodes)
-
-    @property
-    def failing(self) -> bool:
-        return self.link.unreachable
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-
 class ClusterLink(ShardLink):
     """A shard that is a Redis Cluster, reached through the seeds of its ``redis+cluster://`` URL."""
 
@@ -250,6 +119,7 @@ class ClusterLink(ShardLink):
         self.cluster = parse_cluster_url(shard.url)
         self.events = events
         self.options = options
+        self.publish_script = CLUSTER_PUBLISH_SCRIPT
         self.slot_map: SlotMap | None = None
         self.nodes: dict[Address, NodeLink] = {}
         self.mapped = gevent.event.Event()  # set once a first slot map was read
@@ -259,6 +129,7 @@ class ClusterLink(ShardLink):
         self.publisher = ClusterPublisher(self)  # type: ignore[assignment]
         self.subscriber = ClusterSubscriber(self)  # type: ignore[assignment]
         self.client = ClusterReadClient(self.cluster, socket_timeout=max(1.0, options.probe_interval * 2))  # type: ignore[assignment]
+        self._slots: dict[bytes, int] = {}  # key → slot, for the hot path
         self._refresh = gevent.event.Event()
         self._greenlet: gevent.Greenlet | None = None
         self._stopping = False
@@ -293,7 +164,12 @@ class ClusterLink(ShardLink):
         slot_map = self.slot_map
         if slot_map is None:
             return None
-        owner = slot_map.owners[key_slot(key)]
+        slot = self._slots.get(key)
+        if slot is None:  # CRC16 in Python costs a few µs a key; a dict hit ~50 ns
+            if len(self._slots) >= SLOT_CACHE_LIMIT:
+                self._slots.clear()
+            slot = self._slots[key] = key_slot(key)
+        owner = slot_map.owners[slot]
         return self.nodes.get(owner) if owner is not None else None
 
     def node(self, address: Address) -> NodeLink:
