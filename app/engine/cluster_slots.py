@@ -142,10 +142,23 @@ def parse_redirect(error: str) -> Redirect | None:
     return Redirect(kind == "ASK", int(slot_text), (host.strip("[]"), int(port)))
 
 
+# How :func:`.history.publish_command` starts, up to the key's length: every publish has this layout, so
+# its key is found at a fixed offset (0.5 µs) instead of by walking the arguments (4 µs).
+_PUBLISH_HEAD = b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n"
+_PUBLISH_KEY_AT = len(_PUBLISH_HEAD) + 40 + len(b"\r\n$1\r\n1\r\n$")
+
+
 def command_key(command: bytes) -> bytes | None:
     """The first key of one RESP-encoded command, as a cluster client routes it: the 4th argument of
     ``EVAL``/``EVALSHA`` (when it declares a key), else the 2nd. None when the command has no argument
     there (it cannot be routed by key)."""
+    if (
+        command.startswith(_PUBLISH_HEAD)
+        and command[_PUBLISH_KEY_AT - 10 : _PUBLISH_KEY_AT] == b"\r\n$1\r\n1\r\n$"
+    ):
+        end = command.index(b"\r\n", _PUBLISH_KEY_AT)
+        start = end + 2
+        return command[start : start + int(command[_PUBLISH_KEY_AT:end])]
     args = _leading_args(command, 4)
     if not args:
         return None

@@ -114,3 +114,10 @@ def test_sharded_subscribes_are_one_command_per_slot() -> None:
         + encode_command(b"SSUBSCRIBE", a1, a2)
         + encode_command(b"SSUBSCRIBE", b)
     )
+
+
+@pytest.mark.parametrize("length", [1, 9, 10, 99, 100, 1000])
+def test_command_key_of_a_publish_of_any_key_length(length: int) -> None:
+    key = b"k" * length
+    command = publish_command(b"f" * 40, key, b'{"n": 1}', HistoryPolicy(0, 60), deliver=False)
+    assert command_key(command) == key
