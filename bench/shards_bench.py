@@ -365,7 +365,8 @@ def main() -> int:
             print(
                 f"Redis Cluster of {args.cluster} masters, {args.brokers} broker(s): "
                 f"{row['publishes_per_second']:,.0f} acked publishes/s  (errors {row['errors']};"
-                f" broker CPU ms/1000 {row['broker_cpu_ms_per_1000']}; redis CPU ms/1000 per master {row['redis_cpu_ms_per_1000']}; keys per master"
+                f" broker CPU ms/1000 {row['broker_cpu_ms_per_1000']};"
+                f" redis CPU ms/1000 per master {row['redis_cpu_ms_per_1000']}; keys per master"
                 f" {row['keys_per_shard']})",
                 flush=True,
             )
