@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -83,8 +84,16 @@ def _low_port() -> int:
 
 
 class ClusterNode:
-    def __init__(self, binary: str, data_dir: Path, port: int | None = None, legacy: bool = False) -> None:
+    def __init__(
+        self,
+        binary: str,
+        data_dir: Path,
+        port: int | None = None,
+        legacy: bool = False,
+        password: str | None = None,
+    ) -> None:
         self.binary = binary
+        self.password = password
         self.data_dir = data_dir
         # The bus port defaults to port + 10000, which an ephemeral port may exceed: chosen explicitly,
         # except on a Redis < 7 (``legacy``), which has no cluster-port: there the port is kept low.
@@ -121,6 +130,7 @@ class ClusterNode:
                 "",
                 "--logfile",
                 str(self.data_dir / "redis.log"),
+                *(["--requirepass", self.password, "--masterauth", self.password] if self.password else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -140,7 +150,7 @@ class ClusterNode:
         client.close()
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=5)
+        return redis.Redis(port=self.port, password=self.password, socket_connect_timeout=1, socket_timeout=5)
 
     def kill(self) -> None:
         """SIGKILL: no chance to tell anyone."""
@@ -166,23 +176,28 @@ class ClusterNode:
 class RedisCluster:
     """``masters`` masters with ``replicas`` replicas each, made by ``redis-cli --cluster create``."""
 
-    def __init__(self, tmp_path: Path, masters: int = 3, replicas: int = 2) -> None:
+    def __init__(
+        self, tmp_path: Path, masters: int = 3, replicas: int = 2, password: str | None = None
+    ) -> None:
         binary = redis7_server()
+        self.password = password
         self.cli = str(Path(binary).with_name("redis-cli"))
         if not Path(self.cli).exists():
             self.cli = shutil.which("redis-cli") or "redis-cli"
         count = masters * (1 + replicas)
-        self.nodes = [ClusterNode(binary, tmp_path / f"node{i}") for i in range(count)]
+        self.nodes = [ClusterNode(binary, tmp_path / f"node{i}", password=password) for i in range(count)]
         self.replicas = replicas
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(node.address for node in self.nodes[:3])
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis+cluster://{auth}" + ",".join(node.address for node in self.nodes[:3])
 
     def start(self) -> RedisCluster:
         for node in self.nodes:
             node.start()
-        command = [self.cli, "--cluster", "create", *[n.address for n in self.nodes]]
+        command = [self.cli, *(["-a", self.password, "--no-auth-warning"] if self.password else [])]
+        command += ["--cluster", "create", *[n.address for n in self.nodes]]
         command += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
         subprocess.run(command, check=True, capture_output=True, timeout=120)
         self.wait_healthy(replicas=self.replicas)
@@ -218,7 +233,8 @@ class RedisCluster:
         return slots
 
     def _slots_reply(self, node: ClusterNode) -> list:
-        conn = RespConnection(RedisAddress(f"redis://{node.address}/0"))
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        conn = RespConnection(RedisAddress(f"redis://{auth}{node.address}/0"))
         try:
             conn.connect()
             return conn.call("CLUSTER", "SLOTS")
