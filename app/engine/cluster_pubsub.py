@@ -15,6 +15,7 @@ the sharded commands, and three cluster rules:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -92,8 +93,6 @@ class ShardedSubscriber(ShardSubscriber):
                 conn.close()
 
     def _read(self, conn: RespConnection) -> None:
-        import time
-
         events = self.events
         on_message = events.on_message
         link = self.link

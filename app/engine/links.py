@@ -5,9 +5,10 @@ happens on them only through :class:`ShardEvents`: a message arrived, a channel 
 live feed stopped, a batch of replies or messages was handled. It never calls into the engine otherwise.
 
 A shard *kind* is one subclass of :class:`ShardLink`, chosen by the scheme of the shard's URL in
-:data:`LINK_KINDS`: today :class:`SingleNodeLink` (one Redis node at a ``redis://``, ``rediss://`` or
-``unix://`` URL). A Sentinel-managed or Redis Cluster shard is a new class registered there, with the same
-attributes; nothing else in the engine changes.
+:data:`LINK_KINDS`: :class:`SingleNodeLink` (one Redis node at a ``redis://``, ``rediss://`` or
+``unix://`` URL) and :class:`.cluster_link.ClusterLink` (a Redis Cluster at a ``redis+cluster://`` URL, whose
+nodes report some channels down or moving with ``on_channels_down``/``on_channels_moving``). Another kind
+(Sentinel) is a new class registered there, with the same attributes; nothing else in the engine changes.
 """
 
 from __future__ import annotations
