@@ -18,7 +18,9 @@ import redis
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from app.config_store import ConfigError
+from app.engine.cluster_topology import cluster_shard_health
 from app.models import Shard
+from app.redis_cluster_url import is_cluster_url
 from app.shards import channel_shares, off_the_event_loop, predicted_shard_move_fraction
 
 from .context import audit, panel, store
@@ -49,6 +51,8 @@ def unmask_url(url: str, name: str, existing: dict[str, Shard]) -> str:
 
 def shard_health(url: str, timeout: float) -> dict[str, Any]:
     """PING, then INFO's memory and clients; never raises (an unreachable shard is a result)."""
+    if is_cluster_url(url):
+        return cluster_shard_health(url, timeout)
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         started = time.perf_counter()
@@ -125,7 +129,8 @@ def submit() -> Any:
         try:
             url = unmask_url(url, name, existing)
             shard = Shard(name=name, url=url)
-            redis.connection.parse_url(url)  # a port that is not a number, an unknown option, ...
+            if not is_cluster_url(url):  # (a cluster URL was checked whole by Shard)
+                redis.connection.parse_url(url)  # a port that is not a number, an unknown option, ...
             proposed.append(shard)
         except (ValueError, TypeError) as exc:
             entry.form.url.errors.append(str(exc))

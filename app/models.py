@@ -13,6 +13,7 @@ import string
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from .redis_cluster_url import is_cluster_url, parse_cluster_url
 from .stream_sql import FilterError, StreamFilter, compile_filter
 from .stream_sql.lexer import CHANNEL, KEYWORDS, tokens
 
@@ -242,8 +243,10 @@ class Shard:
 
     def __post_init__(self) -> None:
         validate_name("shard name", self.name)
-        if not isinstance(self.url, str) or not self.url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("a shard URL starts with redis://, rediss:// or unix://")
+        if isinstance(self.url, str) and is_cluster_url(self.url):
+            parse_cluster_url(self.url)  # a Redis Cluster shard: raises ValueError saying what is wrong
+        elif not isinstance(self.url, str) or not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("a shard URL starts with redis://, rediss://, unix:// or redis+cluster://")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,7 @@ Redis shard, which shows what the shard count changes: the work of one Redis nod
 
     python -m bench.shards_bench                          # 1 vs 3 shards, defaults below
     python -m bench.shards_bench --shards 1 3 --brokers 2 --publishers 4 --duration 20 --json out.json
+    python -m bench.shards_bench --shards 1 --cluster 3     # and one Redis Cluster shard of 3 masters
 """
 
 from __future__ import annotations
@@ -211,20 +212,56 @@ def start_broker(config_url: str, state: Path) -> tuple[subprocess.Popen, int]:
         time.sleep(0.2)
 
 
-def run_once(shard_count: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    state = workdir / f"shards-{shard_count}"
+class _ClusterNodes:
+    """A Redis Cluster of ``masters`` masters (no replicas) as one shard; its nodes stand where the plain
+    shards do in the CPU and key counts. Needs a Redis >= 7 (the test suite's cluster fixture finds one)."""
+
+    def __init__(self, state: Path, masters: int) -> None:
+        from tests.support.redis_cluster import RedisCluster
+
+        self.cluster = RedisCluster(state / "cluster", masters=masters, replicas=0)
+
+    def start(self) -> list[Shard]:
+        self.cluster.start()
+        return [Shard("cluster", self.cluster.url)]
+
+    @property
+    def nodes(self) -> list[Any]:
+        return [_NodeURL(f"redis://{node.address}/0") for node in self.cluster.nodes]
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+
+class _NodeURL:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def stop(self) -> None:
+        pass
+
+
+def run_once(
+    shard_count: int, args: argparse.Namespace, workdir: Path, cluster_masters: int = 0
+) -> dict[str, Any]:
+    state = workdir / (f"cluster-{cluster_masters}" if cluster_masters else f"shards-{shard_count}")
     config = RedisProcess(state / "config")
-    shards = [RedisProcess(state / f"shard{i}") for i in range(shard_count)]
+    cluster = _ClusterNodes(state, cluster_masters) if cluster_masters else None
+    shards: list[Any] = [RedisProcess(state / f"shard{i}") for i in range(0 if cluster else shard_count)]
     brokers: list[subprocess.Popen] = []
     try:
         config.start()
         for shard in shards:
             shard.start()
+        listed = [Shard(f"s{i}", shard.url) for i, shard in enumerate(shards)]
+        if cluster is not None:
+            listed = cluster.start()
+            shards = cluster.nodes
         store = ConfigStore.from_url(config.url)
         store.put_app(
             App(APP, {ROLE: Role(ROLE, SECRET, PERMISSIONS)}, AppSettings(history_max_length=args.history))
         )
-        store.set_shards([Shard(f"s{i}", shard.url) for i, shard in enumerate(shards)])
+        store.set_shards(listed)
         ports = []
         for _ in range(args.brokers):
             process, port = start_broker(config.url, state)
@@ -283,6 +320,8 @@ def run_once(shard_count: int, args: argparse.Namespace, workdir: Path) -> dict[
                 process.kill()
         for server in [*shards, config]:
             server.stop()
+        if cluster is not None:
+            cluster.stop()
 
 
 def main() -> int:
@@ -301,6 +340,9 @@ def main() -> int:
     parser.add_argument("--history", type=int, default=1000, help="history_max_length of the app (0 = off)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured")
+    parser.add_argument(
+        "--cluster", type=int, default=0, metavar="MASTERS", help="also run on one Redis Cluster shard"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -314,6 +356,17 @@ def main() -> int:
                 f"{row['publishes_per_second']:,.0f} acked publishes/s"
                 f"  (errors {row['errors']}; broker CPU ms/1000 {row['broker_cpu_ms_per_1000']};"
                 f" redis CPU ms/1000 per shard {row['redis_cpu_ms_per_1000']}; keys per shard"
+                f" {row['keys_per_shard']})",
+                flush=True,
+            )
+        if args.cluster:
+            row = run_once(0, args, Path(tmp), cluster_masters=args.cluster)
+            rows.append(row | {"cluster_masters": args.cluster})
+            print(
+                f"Redis Cluster of {args.cluster} masters, {args.brokers} broker(s): "
+                f"{row['publishes_per_second']:,.0f} acked publishes/s  (errors {row['errors']};"
+                f" broker CPU ms/1000 {row['broker_cpu_ms_per_1000']};"
+                f" redis CPU ms/1000 per master {row['redis_cpu_ms_per_1000']}; keys per master"
                 f" {row['keys_per_shard']})",
                 flush=True,
             )

@@ -14,7 +14,9 @@ import redis
 
 from ..config_store import ConfigError, ConfigStore, connect
 from ..embedded_redis import find_running
+from ..engine.cluster_topology import cluster_health, describe_topology
 from ..models import Shard
+from ..redis_cluster_url import display_url, is_cluster_url
 from ..settings import settings_from_args
 from ..shards import DEFAULT_SHARD, effective_shards, predicted_shard_move_fraction
 from .audit import record
@@ -29,7 +31,11 @@ def register(commands: Any) -> None:
     listing.set_defaults(handler=list_shards)
     add = shard_commands.add_parser("add", help="add a shard (it must answer PING)")
     add.add_argument("name", help="shard name (letters, digits, '_', '.', '-'); channels hash on it")
-    add.add_argument("url", help="redis://[:password@]host:port/db, rediss://... or unix://...")
+    add.add_argument(
+        "url",
+        help="redis://[:password@]host:port/db, rediss://..., unix://... or "
+        "redis+cluster://[:password@]host:port[,host:port...]",
+    )
     add.add_argument(
         "--keep-config-redis",
         action="store_true",
@@ -47,6 +53,8 @@ def register(commands: Any) -> None:
 # --------------------------------------------------------------------------- shards
 def hide_password(url: str) -> str:
     """The URL with its password (if any) replaced by ``***``: shard URLs get printed and logged."""
+    if is_cluster_url(url):
+        return display_url(url)
     parsed = urlparse(url)
     if not parsed.password:
         return url
@@ -59,6 +67,9 @@ def hide_password(url: str) -> str:
 
 def reachable(url: str, timeout: float = 2.0) -> str | None:
     """None when the Redis at ``url`` answers PING, else why not."""
+    if is_cluster_url(url):
+        health = cluster_health(url, timeout)
+        return None if health["ok"] else health.get("error", "unhealthy")
     client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
@@ -84,8 +95,12 @@ def list_shards(args: argparse.Namespace) -> int:
     rows = [(s.name, s.url, note) for s in effective_shards(shards, url)]
     width = max(len(name) for name, _, _ in rows)
     for name, shard_url, note in rows:
-        problem = reachable(shard_url)
-        state = "reachable" if problem is None else f"UNREACHABLE ({problem})"
+        if is_cluster_url(shard_url):
+            health = cluster_health(shard_url)
+            state = ("reachable, " if health["ok"] else "UNREACHABLE, ") + describe_topology(health)
+        else:
+            problem = reachable(shard_url)
+            state = "reachable" if problem is None else f"UNREACHABLE ({problem})"
         suffix = f"  ({note})" if note else ""
         print(f"{name:<{width}}  {hide_password(shard_url)}  {state}{suffix}")
     return 0

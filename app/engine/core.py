@@ -50,12 +50,14 @@ def _nothing() -> None:
 class _LinkEvents:
     """The :class:`.links.ShardEvents` of an engine: each event is the handling part's bound method."""
 
-    __slots__ = ("on_batch_end", "on_down", "on_live", "on_message")
+    __slots__ = ("on_batch_end", "on_channels_down", "on_channels_moving", "on_down", "on_live", "on_message")
 
     def __init__(self, router: Router, recovery: Recovery) -> None:
         self.on_message = router.route_message
         self.on_live = recovery.on_live
         self.on_down = recovery.on_down
+        self.on_channels_down = recovery.on_channels_down
+        self.on_channels_moving = recovery.on_channels_moving
         self.on_batch_end: Callable[[], None] = _nothing
 
 

@@ -5,14 +5,15 @@ happens on them only through :class:`ShardEvents`: a message arrived, a channel 
 live feed stopped, a batch of replies or messages was handled. It never calls into the engine otherwise.
 
 A shard *kind* is one subclass of :class:`ShardLink`, chosen by the scheme of the shard's URL in
-:data:`LINK_KINDS`: today :class:`SingleNodeLink` (one Redis node at a ``redis://``, ``rediss://`` or
-``unix://`` URL). A Sentinel-managed or Redis Cluster shard is a new class registered there, with the same
-attributes; nothing else in the engine changes.
+:data:`LINK_KINDS`: :class:`SingleNodeLink` (one Redis node at a ``redis://``, ``rediss://`` or
+``unix://`` URL) and :class:`.cluster_link.ClusterLink` (a Redis Cluster at a ``redis+cluster://`` URL, whose
+nodes report some channels down or moving with ``on_channels_down``/``on_channels_moving``). Another kind
+(Sentinel) is a new class registered there, with the same attributes; nothing else in the engine changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
@@ -41,6 +42,12 @@ class ShardEvents(Protocol):
 
     def on_down(self, link: ShardLink) -> None:
         """``link``'s Pub/Sub connection is gone: live delivery stopped for all its channels."""
+
+    def on_channels_down(self, link: ShardLink, channels: Iterable[bytes]) -> None:
+        """Live delivery stopped for these of ``link``'s channels only (one node of a cluster shard)."""
+
+    def on_channels_moving(self, link: ShardLink, channels: Iterable[bytes]) -> None:
+        """``link`` moves these channels' live feed to another of its nodes: fill in once live again."""
 
     def on_batch_end(self) -> None:
         """A read of Pub/Sub messages, or a batch of publish replies, was handled: flush the clients."""
@@ -139,6 +146,16 @@ LINK_KINDS: dict[str, LinkKind] = {
     "rediss": SingleNodeLink,
     "unix": SingleNodeLink,
 }
+
+
+def _register_cluster_kind() -> None:
+    # Imported here: the cluster link builds on the classes above.
+    from .cluster_link import ClusterLink
+
+    LINK_KINDS["redis+cluster"] = ClusterLink
+
+
+_register_cluster_kind()
 
 
 def open_link(shard: Shard, events: ShardEvents, options: LinkOptions) -> ShardLink:

@@ -11,6 +11,7 @@ duplicate.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import gevent
@@ -45,6 +46,25 @@ class Recovery:
                 route.needs_fill = True  # floor: whatever was routed last when the fill starts
                 if not route.down:
                     self.tell_down(route)
+
+    def on_channels_down(self, link: ShardLink, channels: Iterable[bytes]) -> None:
+        """Like :meth:`on_down`, for some of ``link``'s channels only: one node of a Redis Cluster shard
+        was lost, the channels of its slots stopped and the others did not."""
+        for channel in channels:
+            route = self.routes.get(channel)
+            if route is not None and route.link is link:
+                route.needs_fill = True
+                if not route.down:
+                    self.tell_down(route)
+
+    def on_channels_moving(self, link: ShardLink, channels: Iterable[bytes]) -> None:
+        """``link`` moves the live feed of ``channels`` to another of its nodes (a cluster slot changed
+        owner): no outage to tell, but what is published meanwhile is filled in once they are live again.
+        A route that never went live needs none: its subscribe reads the tail after that."""
+        for channel in channels:
+            route = self.routes.get(channel)
+            if route is not None and route.link is link and route.last_position is not None:
+                route.needs_fill = True
 
     def tell_down(self, route: Route) -> None:
         """Tell the route's subscribers its live feed stopped; they keep their subscription."""
