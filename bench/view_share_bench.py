@@ -79,9 +79,7 @@ def publish_for(ws: RawWebSocket, rate: int, seconds: float, payloads: list[dict
     per_tick = max(1, round(rate * tick))
     while (elapsed := time.perf_counter() - start) < seconds:
         frames = b"".join(
-            ws_frame(
-                pdu("rtm/publish", sent + i, {"channel": CHANNEL, "message": payloads[(sent + i) % 1000]})
-            )
+            ws_frame(pdu("rtm/publish", n, {"channel": CHANNEL, "message": payloads[n % len(payloads)]}))
             for n in range(sent, sent + per_tick)
         )
         ws.sock.sendall(frames)
