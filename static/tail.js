@@ -10,7 +10,10 @@ document.addEventListener("DOMContentLoaded", () => {
   const log = document.getElementById("tail-log");
   const status = document.getElementById("tail-status");
   const stop = document.getElementById("tail-stop");
-  document.getElementById("tail-clear").addEventListener("click", () => log.replaceChildren());
+  document.getElementById("tail-clear").addEventListener("click", () => {
+    log.replaceChildren();
+    document.getElementById("tail-window").hidden = true; // the next window shows it again
+  });
   if (!box || !box.dataset.streamUrl) return;
 
   let count = 0;

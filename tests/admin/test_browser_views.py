@@ -20,10 +20,11 @@ SECRET = "v" * 32
 
 
 def table_rows(browser_page) -> list[list[str]]:
-    return [
-        [cell.inner_text() for cell in row.locator("td").all()]
-        for row in browser_page.locator("#tail-window-table tbody tr").all()
-    ]
+    # Read in one go, in the page: the table may be replaced between two locator calls.
+    return browser_page.evaluate(
+        "() => [...document.querySelectorAll('#tail-window-table tbody tr')]"
+        ".map((tr) => [...tr.cells].map((td) => td.textContent))"
+    )
 
 
 def test_the_live_tail_shows_an_aggregated_view_as_a_table_updated_each_window(page, cluster, tmp_path):  # noqa: F811
