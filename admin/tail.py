@@ -18,7 +18,7 @@ import orjson
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 from wtforms.fields.choices import SelectChoice
 
-from app.live_tail import LiveTail, TailEnd, TailMessage, TailNotice, TailUnavailable
+from app.live_tail import LiveTail, TailEnd, TailMessage, TailNotice, TailUnavailable, TailWindow
 from app.models import ConfigSnapshot
 from app.stream_sql import StreamFilter, compile_filter
 
@@ -103,7 +103,9 @@ def tail_events(
     keepalive: float,
 ) -> Iterator[bytes]:
     """SSE events: ``ready`` {app, channel, shard}, then one ``message`` {position, message} per delivered
-    message, ``notice`` {error, code} when the engine interrupts the feed (it resumes by itself), ``end``
+    message — for an aggregated view, one ``window`` {position, end, period, rows, dropped_groups} per
+    window instead (the rows replace the previous window's) —, ``notice`` {error, code} when the engine
+    interrupts the feed (it resumes by itself), ``end``
     {reason} when a bound is reached (or ``failure`` if the shard cannot be reached)."""
     try:
         tail = live_tail.open(app_key, channel, stream_filter)
@@ -130,8 +132,18 @@ def tail_events(
                 if isinstance(event, TailNotice):
                     yield sse("notice", {"error": event.error, "code": event.code})
                     continue
-                assert isinstance(event, TailMessage)
-                yield sse("message", {"position": event.position, "message": event.message})
+                if isinstance(event, TailWindow):
+                    window = {
+                        "position": event.position,
+                        "end": event.end,
+                        "period": event.period,
+                        "rows": event.rows,
+                        "dropped_groups": event.dropped_groups,
+                    }
+                    yield sse("window", window)
+                else:
+                    assert isinstance(event, TailMessage)
+                    yield sse("message", {"position": event.position, "message": event.message})
                 sent += 1
                 if sent >= max_messages:
                     yield sse("end", {"reason": f"message limit ({max_messages}) reached"})

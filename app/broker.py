@@ -36,6 +36,7 @@ from .session import Session
 from .settings import Settings
 from .stats import Stats
 from .stats_publisher import StatsPublisher
+from .view_rules import ViewRuleRunner
 from .websocket import (
     ACCEPT_KEY,
     CLOSE_NORMAL,
@@ -116,6 +117,14 @@ class Broker:
             cluster=self.cluster,
             config=self.view,
         )
+        self.view_rules = ViewRuleRunner(
+            self.store.redis,
+            self.engine,
+            lambda: self.config,
+            self.view.history_policy,
+            lambda: self.node,
+            lambda: self.settings.max_groups,
+        )
         self.watcher = ConfigWatcher(self.store, self.apply_config, settings.config_poll_interval)
         self.stats_publisher = StatsPublisher(
             self.services, self.store.redis, lambda: self.sessions, self.connections_per_app
@@ -159,6 +168,7 @@ class Broker:
         self.watcher.start()
         self.cluster.start()
         self.stats_publisher.start(self.started_at)
+        self.view_rules.start()
         self._greenlets.append(gevent.spawn(self._keepalive))
         tune_garbage_collector(self.settings.gc_threshold)
         self.started = True
@@ -206,6 +216,7 @@ class Broker:
             if self.connections:
                 log.warning("shutting down: %d connection(s) did not close in time", len(self.connections))
             self.stats_publisher.stop()
+            self.view_rules.stop()  # its leases go back: another process takes the view rules over now
             self.watcher.stop()
             self.cluster.stop()
             gevent.killall(self._greenlets, block=False)

@@ -9,12 +9,17 @@ events out with :meth:`TailStream.receive`.
 The queue is bounded: a reader that falls :data:`QUEUE_LIMIT` pushes or :data:`QUEUE_BYTES` behind (a
 browser that stopped reading) ends the tail instead of growing it, so a tail holds at most 8 MiB plus
 one message in memory.
+
+With an aggregated view as filter (PROTOCOL §12) the tail is one more receiver of the process's shared
+window of that view (the :class:`Subscription` joins it, ``period`` 1 unless given): each window's push
+becomes one :class:`TailWindow` (its rows, the window's end, ``dropped_groups``), not a message per row.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ from .channels import channel_key
 from .engine.errors import EngineError
 from .shards import ShardRing
 from .subscription import Subscription
+from .windows import window_index
 
 if TYPE_CHECKING:
     from .engine.interface import EngineAPI
@@ -50,6 +56,19 @@ class TailMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class TailWindow:
+    """One window of an aggregated view: its rows (one per group, ordered by group key), the position of
+    the last message aggregated, when the window ended (seconds since the epoch), its period, and the
+    messages not counted because the window was over ``max_groups`` (0 when none)."""
+
+    position: str
+    rows: list[Any]
+    end: int
+    period: int
+    dropped_groups: int
+
+
+@dataclass(frozen=True, slots=True)
 class TailNotice:
     """The engine interrupted the feed (its shard went down, the channel moved); the tail goes on and what
     was published meanwhile follows once the channel is live again."""
@@ -66,7 +85,7 @@ class TailEnd:
     reason: str
 
 
-TailEvent = TailMessage | TailNotice | TailEnd
+TailEvent = TailMessage | TailWindow | TailNotice | TailEnd
 
 
 class TailUnavailable(Exception):
@@ -107,13 +126,15 @@ class TailStream:
         self.limit = limit
         self.dropped = 0  # pushes refused once the queue was full
         self._owner = owner
-        self._pending: deque[bytes] = deque()
+        # (the PDU, when it arrived): a view's window ended at the last period boundary before its push
+        self._pending: deque[tuple[bytes, float]] = deque()
         self._pending_bytes = 0
         self._arrived = gevent.event.Event()
         self._end: str | None = None
         self._closed = False
         self.subscription: Subscription | None = None
         self._sub_id = sub_id
+        self.period: int | None = None  # a view's window period; None for a plain tail
 
     # ------------------------------------------------------------------ engine side
     def _queue_pdu(self, pdu: bytes) -> None:
@@ -125,7 +146,7 @@ class TailStream:
             self._end = f"the reader fell {len(self._pending)} messages behind"
             log.warning("live tail of %s ended: its reader fell too far behind", self.key)
         else:
-            self._pending.append(pdu)
+            self._pending.append((pdu, time.time()))
             self._pending_bytes += len(pdu)
         self._arrived.set()
 
@@ -142,8 +163,10 @@ class TailStream:
             self._arrived.clear()
             self._arrived.wait(timeout)
         events: list[TailEvent] = []
+        period = self.period
         while self._pending:
-            events.extend(_parse(self._pending.popleft()))
+            pdu, arrived = self._pending.popleft()
+            events.extend(_parse(pdu) if period is None else _parse_window(pdu, period, arrived))
         self._pending_bytes = 0
         if self._end is not None:
             events.append(TailEnd(self._end))
@@ -177,10 +200,12 @@ class LiveTail:
         engine: EngineAPI,
         snapshot: Callable[[], ConfigSnapshot],
         queue_limit: int = QUEUE_LIMIT,
+        max_groups: int = 1000,
     ) -> None:
         self.engine = engine
         self.snapshot = snapshot
         self.queue_limit = queue_limit
+        self.max_groups = max_groups  # the broker's setting: a tail shares the window of clients' same view
         self.streams: set[TailStream] = set()
         self._ids = itertools.count(1)
 
@@ -197,8 +222,12 @@ class LiveTail:
         shard = self.shard_for(app_key, channel)
         sub_id = f"admin-tail-{next(self._ids)}"
         stream = TailStream(self, sub_id, app_key, channel, shard, self.queue_limit)
-        sub = Subscription(_Sink(stream), sub_id, channel, stream.key, stream_filter)
+        sub = Subscription(
+            _Sink(stream), sub_id, channel, stream.key, stream_filter, max_groups=self.max_groups
+        )
         stream.subscription = sub
+        if sub.shared_window is not None:
+            stream.period = sub.period
         try:
             self.engine.subscribe(sub, replay=False)
         except EngineError as exc:
@@ -231,3 +260,14 @@ def _parse(pdu: bytes) -> list[TailEvent]:
     if document.get("action") == "rtm/subscription/data":
         return [TailMessage(body["position"], message) for message in body["messages"]]
     return [TailNotice(str(body.get("error")), str(body.get("code")), body.get("position"))]
+
+
+def _parse_window(pdu: bytes, period: int, arrived: float) -> list[TailEvent]:
+    """A view's push: one window of rows (a view push is always JSON built by the broker)."""
+    document = orjson.loads(pdu)
+    body = document.get("body") or {}
+    if document.get("action") != "rtm/subscription/data":
+        return [TailNotice(str(body.get("error")), str(body.get("code")), body.get("position"))]
+    # Pushed within a second after its end (PROTOCOL §11): the last boundary before arrival is its end.
+    end = window_index(arrived, period) * period
+    return [TailWindow(body["position"], body["messages"], end, period, int(body.get("dropped_groups", 0)))]

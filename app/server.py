@@ -183,7 +183,7 @@ def create_application(settings: Settings, redis_url: str) -> CobraApplication:
         return application
     broker = application.broker
     # The tail subscribes through this process's engine; the engine routes by the broker's config view.
-    live_tail = LiveTail(broker.engine, lambda: broker.config)
+    live_tail = LiveTail(broker.engine, lambda: broker.config, max_groups=settings.max_groups)
     admin = create_admin_app(settings, redis_url, live_tail=live_tail)
     application.admin, application.live_tail = admin, live_tail
     application.mount(admin.config["ADMIN_PREFIX"], admin)

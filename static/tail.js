@@ -1,4 +1,5 @@
-// Live tail: Server-Sent Events from the panel, one list item per message. Messages are shown with
+// Live tail: Server-Sent Events from the panel, one list item per message; for an aggregated view, one
+// table of rows per window, replaced in place by the next window. Messages and rows are shown with
 // textContent only, so a message can never inject markup into the page.
 "use strict";
 
@@ -9,7 +10,10 @@ document.addEventListener("DOMContentLoaded", () => {
   const log = document.getElementById("tail-log");
   const status = document.getElementById("tail-status");
   const stop = document.getElementById("tail-stop");
-  document.getElementById("tail-clear").addEventListener("click", () => log.replaceChildren());
+  document.getElementById("tail-clear").addEventListener("click", () => {
+    log.replaceChildren();
+    document.getElementById("tail-window").hidden = true; // the next window shows it again
+  });
   if (!box || !box.dataset.streamUrl) return;
 
   let count = 0;
@@ -42,6 +46,13 @@ document.addEventListener("DOMContentLoaded", () => {
     while (log.children.length > MAX_SHOWN) log.lastElementChild.remove();
     status.textContent = `tailing — ${count} message(s)`;
   });
+  let windows = 0;
+  source.addEventListener("window", (event) => {
+    const data = JSON.parse(event.data);
+    windows += 1;
+    showWindow(data, windows);
+    status.textContent = `tailing an aggregated view — ${windows} window(s)`;
+  });
   source.addEventListener("notice", (event) => {
     // The broker lost the channel's shard for a while; the tail goes on and catches up by itself.
     status.textContent = `interrupted: ${JSON.parse(event.data).error} — the tail resumes by itself`;
@@ -51,3 +62,44 @@ document.addEventListener("DOMContentLoaded", () => {
   source.addEventListener("error", () => finish("disconnected from the panel", true));
   stop.addEventListener("click", () => finish("stopped"));
 });
+
+// One window of an aggregated view: a header row with every key the rows have (in first-seen order), one
+// body row per group; the previous window's table is replaced whole.
+function cellText(value) {
+  if (value === null || value === undefined) return "null";
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
+function showWindow(data, number) {
+  const box = document.getElementById("tail-window");
+  const table = document.getElementById("tail-window-table");
+  const columns = [];
+  for (const row of data.rows) {
+    for (const key of Object.keys(row)) if (!columns.includes(key)) columns.push(key);
+  }
+  const head = document.createElement("tr");
+  for (const key of columns) {
+    const th = document.createElement("th");
+    th.textContent = key;
+    head.append(th);
+  }
+  const body = document.createElement("tbody");
+  for (const row of data.rows) {
+    const tr = document.createElement("tr");
+    tr.className = "tail-window-row";
+    for (const key of columns) {
+      const td = document.createElement("td");
+      td.textContent = cellText(row[key]);
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+  table.tHead.replaceChildren(head);
+  table.tBodies[0].replaceWith(body);
+  const end = new Date(data.end * 1000).toLocaleTimeString();
+  let meta = `window #${number} · ${data.period} s ending ${end} · position ${data.position} · ${data.rows.length} row(s)`;
+  if (data.dropped_groups) meta += ` · dropped_groups ${data.dropped_groups} (over max_groups)`;
+  document.getElementById("tail-window-meta").textContent = meta;
+  box.dataset.windows = String(number);
+  box.hidden = false;
+}

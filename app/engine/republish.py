@@ -8,6 +8,9 @@ engine, never through the rules again, so rules cannot loop or chain.
 Cost: an app without rules pays one attribute test per publish; a channel without rules one dict lookup.
 Rules are compiled once per config version (``compile_filter`` caches identical text), and a message is
 never re-parsed: the rules run on the value the publish request already decoded.
+
+A rule that is an aggregated view (PROTOCOL §12) is not run here, at publish time, where it would see only
+this process's publishes: :mod:`app.view_rules` runs it on one process of the cluster.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class AppRules:
                 # The CLI validates rules; one written by hand into the store must not break publishing.
                 log.error("app %s: ignoring republish rule %r: %s", app_key, rule.expression, exc)
                 continue
+            if stream_filter.view is not None:
+                continue  # an aggregated view: one process of the cluster runs it (app.view_rules)
             self.by_channel.setdefault(stream_filter.channel, []).append((stream_filter, rule.target))
 
 

@@ -123,6 +123,19 @@ def test_adding_and_removing_a_republish_rule(panel, store, app_key, admin_user)
     assert "app.republish.add" in actions and "app.republish.remove" in actions
 
 
+def test_an_aggregated_view_is_accepted_as_a_republish_rule(panel, store, app_key):
+    expression = "select device.model, avg(data.fps) as fps from `engine_fps_id` group by device.model"
+    response = panel.post(f"/apps/{app_key}/republish", {"expression": expression, "target": "fps_summary"})
+    assert response.status_code == 302
+    assert store.get_app(app_key).settings.republish_rules == (RepublishRule(expression, "fps_summary"),)
+    refused = panel.post(
+        f"/apps/{app_key}/republish",
+        {"expression": "select count(*) from `engine_fps_id` where count(*) > 1", "target": "x"},
+    )
+    assert refused.status_code != 302  # an aggregate inside WHERE is invalid_filter, here as anywhere
+    assert len(store.get_app(app_key).settings.republish_rules) == 1
+
+
 def test_a_rule_removal_against_a_changed_list_removes_nothing(panel, store, app_key):
     panel.post(f"/apps/{app_key}/republish", {"expression": "select * from `a`", "target": "x"})
     response = panel.post(

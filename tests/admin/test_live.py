@@ -306,3 +306,52 @@ def test_the_tail_page_starts_the_stream_and_escapes_what_it_echoes(panel, app_k
     assert hostile not in html
     assert "&lt;script&gt;" in html
     assert 'data-stream-url="/admin/tail/stream?app=' in html
+
+
+def test_the_tail_shows_an_aggregated_view_as_one_window_of_rows(tail_panel, connected, app_key, channel):
+    query = (
+        f"select device.model, count(*) as n, max(data.fps) as top from `{channel}` "
+        "where data.fps > 0 group by device.model"
+    )
+    response = open_tail(tail_panel(), app=app_key, filter=query)
+    stream = events(response)
+    assert next_event(stream, "ready")["channel"] == channel
+    frames = [("pixel", 60), ("iphone", 30), ("pixel", 15), ("iphone", 0)]
+    for model, fps in frames:
+        connected.publish(channel, {"device": {"model": model}, "data": {"fps": fps}})
+    totals: dict[str, int] = {}
+    tops: dict[str, int] = {}
+    while sum(totals.values()) < 3:  # the publishes may straddle a window boundary: add windows up
+        window = next_event(stream, "window")
+        assert window["period"] == 1 and window["dropped_groups"] == 0
+        assert window["end"] % 1 == 0 and window["position"]
+        models = [row["device.model"] for row in window["rows"]]
+        assert models == sorted(models)  # one row per group, ordered by group key
+        for row in window["rows"]:
+            totals[row["device.model"]] = totals.get(row["device.model"], 0) + row["n"]
+            tops[row["device.model"]] = max(tops.get(row["device.model"], 0), row["top"])
+    assert totals == {"iphone": 1, "pixel": 2}  # the frame at 0 fps was filtered out by WHERE
+    assert tops == {"iphone": 30, "pixel": 60}
+    response.close()
+
+
+def test_a_tail_over_max_groups_reports_dropped_groups(
+    redis_server, make_client, admin_user, make_engine, connected, app_key, channel
+):
+    live_tail = LiveTail(make_engine((), redis_server.url), lambda: ConfigSnapshot(), max_groups=1)
+    client = make_client(new_panel(redis_server.url, live_tail, ADMIN_TAIL_KEEPALIVE=0.2))
+    client.login(admin_user)
+    query = f"select data.kind, count(*) as n from `{channel}` group by data.kind"
+    response = open_tail(client, app=app_key, filter=query)
+    stream = events(response)
+    next_event(stream, "ready")
+    counted = dropped = 0
+    for kind in ("a", "b", "b"):
+        connected.publish(channel, {"data": {"kind": kind}})
+    while counted + dropped < 3:
+        window = next_event(stream, "window")
+        assert len(window["rows"]) == 1  # one group kept per window, the others' messages dropped
+        counted += window["rows"][0]["n"]
+        dropped += window["dropped_groups"]
+    assert dropped >= 1 and counted + dropped == 3
+    response.close()

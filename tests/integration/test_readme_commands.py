@@ -36,6 +36,14 @@ EXERCISED_BY: list[tuple[str, str]] = [
         r"^COBRA_SCREENSHOTS=docs/screenshots \.venv/bin/python -m pytest -m browser$",
         "tests/admin/test_browser.py",
     ),
+    (
+        r"^python -m app subscribe --period 1 --filter \"select .* group by",
+        "tests/integration/test_views.py::test_cli_subscribe_prints_each_window_as_a_table_or_json_lines",
+    ),
+    (
+        r"^python -m app apps republish \S+ add \"select .* group by .*\" \S+$",
+        "tests/integration/test_view_rules.py::test_one_process_aggregates_a_view_rule_and_another_takes_it_over",
+    ),
     (r"^python -m app health$", "tests/integration/test_readme_commands.py::test_the_tour_runs_as_written"),
     (
         r"^python -m app subscribe --filter",
