@@ -14,6 +14,7 @@ import gevent
 from . import codec, protocol
 from .engine.merge import merge
 from .positions import START, Position, parse_position
+from .protocol import ErrorCode
 
 if TYPE_CHECKING:
     from .stream_sql import StreamFilter
@@ -25,6 +26,22 @@ class Sink(Protocol):
     def send_payload(self, payload: bytes) -> None: ...
 
     def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None: ...
+
+
+class _Detached:
+    """The sink of a subscription removed while messages may still be routed to it (out of sync, PROTOCOL
+    §7): they go nowhere until the engine lets go of it."""
+
+    tracks_pushes = False
+
+    def send_payload(self, payload: bytes) -> None:
+        pass
+
+    def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None:
+        pass
+
+
+DETACHED = _Detached()
 
 
 class Subscription:
@@ -39,14 +56,18 @@ class Subscription:
         "_batch_position",
         "_flush_timer",
         "_subscription_part",
+        "_tracked",
         "batch_flush_interval",
         "batch_size",
         "channel",
         "counter",
         "delivered",
+        "fast_forward",
         "filter",
         "key",
         "position",
+        "queued",
+        "queued_epoch",
         "reported",
         "resume_after",
         "sink",
@@ -63,6 +84,7 @@ class Subscription:
         stream_filter: StreamFilter | None,
         batch_size: int = 1,
         batch_flush_interval: float = 0.1,
+        fast_forward: bool = False,
     ) -> None:
         self.sink = sink
         self.subscription_id = subscription_id
@@ -84,6 +106,13 @@ class Subscription:
         self._batch_count = 0
         self._batch_position = ""
         self._flush_timer: Any = None
+        # PROTOCOL §7: fast-forwarded (True) or removed as out of sync when its client falls behind.
+        self.fast_forward = fast_forward
+        # A sink that sheds (app.connection) is told which subscription each push is for and how many
+        # messages it holds; it keeps ``queued`` (messages in pushes still queued) for ``queued_epoch``.
+        self._tracked = getattr(sink, "tracks_pushes", False)
+        self.queued = 0
+        self.queued_epoch = -1
 
     # ------------------------------------------------------------------ live delivery (hot path)
     def deliver(self, position: str, messages_json: bytes, count: int, tail: bytes | None = None) -> None:
@@ -105,7 +134,10 @@ class Subscription:
             self.position = position
             if tail is None:
                 tail = self._make_tail(position, messages_json)
-            self.sink.send_push(self.counter, self._subscription_part, tail)
+            if self._tracked:
+                self.sink.send_push(self.counter, self._subscription_part, tail, self, count)
+            else:
+                self.sink.send_push(self.counter, self._subscription_part, tail)
             self.counter += 1
             return
         self._batch.append(messages_json)
@@ -126,9 +158,13 @@ class Subscription:
             return
         self.position = self._batch_position
         tail = self._make_tail(self._batch_position, b",".join(self._batch))
+        count = self._batch_count
         self._batch = []
         self._batch_count = 0
-        self.sink.send_push(self.counter, self._subscription_part, tail)
+        if self._tracked:
+            self.sink.send_push(self.counter, self._subscription_part, tail, self, count)
+        else:
+            self.sink.send_push(self.counter, self._subscription_part, tail)
         self.counter += 1
 
     # ------------------------------------------------------------------ history replay
@@ -155,6 +191,42 @@ class Subscription:
         time before any message), else ``"0-0"``: a resume from there may repeat, never skip."""
         where = position or self.position or START
         self.sink.send_payload(protocol.subscription_error(self.subscription_id, message, code, where))
+
+    def info_pdu(self, reason: str, position: str | None, missed: int | None) -> bytes:
+        """The ``rtm/subscription/info`` ``fast_forward`` notice (PROTOCOL §7), with the next push id: the
+        notice takes its place in the subscription's sequence of ids."""
+        pdu = protocol.subscription_info(
+            self.subscription_id,
+            self.counter,
+            "fast_forward",
+            reason,
+            position or self.position or START,
+            missed,
+        )
+        self.counter += 1
+        return pdu
+
+    def out_of_sync_pdu(self, reason: str, position: str | None, missed: int) -> bytes:
+        """The ``rtm/subscription/error`` ``out_of_sync`` notice (PROTOCOL §7) of a removed subscription."""
+        return protocol.subscription_error(
+            self.subscription_id, reason, ErrorCode.OUT_OF_SYNC, position or self.position or START, missed
+        )
+
+    def position_expired(self, asked: str, restart_at: str) -> None:
+        """A resume from ``asked`` cannot be served; delivery restarts at ``restart_at`` (PROTOCOL §7):
+        a ``fast_forward`` subscription is told with the info notice, any other with ``expired_position``.
+        How many messages expired is not known (stream ids are not dense), so no count is claimed."""
+        message = f"position {asked} is no longer available"
+        if self.fast_forward:
+            self.sink.send_payload(self.info_pdu(message, restart_at, None))
+        else:
+            self.send_error(message, ErrorCode.EXPIRED_POSITION, restart_at)
+
+    def detach(self) -> None:
+        """Removed while the engine may still route messages to it: from now on they go nowhere."""
+        self.cancel()
+        self.sink = DETACHED
+        self._tracked = False
 
     def cancel(self) -> None:
         """The subscription ends: drop what is pending, stop the timer."""

@@ -178,6 +178,9 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
         stream_filter,
         batch_size,
         settings.batch_flush_interval,
+        # PROTOCOL §7: fast-forwarded rather than removed when the client falls behind (the Satori SDKs'
+        # SIMPLE mode and cobras send true)
+        fast_forward=body.get("fast_forward") is True,
     )
     subscriptions[subscription_id] = sub
     replay = position is not None or history is not None

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..positions import START, parse_position
-from ..protocol import ErrorCode
+from ..shedding import EXPIRED_POSITION
 from .errors import EngineError, shard_unavailable
 from .history import REPLAY_LIMIT
 from .interface import PublishCallback, ShardStatus
@@ -132,9 +132,9 @@ class MemoryEngine:
         last = entries[-1][0] if entries else None
         decision = decide_resume(position, first, last, policy.replay)
         if decision.expired_at is not None:
-            sub.send_error(
-                f"position {position} is no longer available", ErrorCode.EXPIRED_POSITION, decision.expired_at
-            )
+            sub.position_expired(position, decision.expired_at)
+            if sub.fast_forward:
+                self.router.stats.on_shed(EXPIRED_POSITION, None, 0)
         replayed: list[tuple[str, bytes]] = []
         if decision.replay_after is not None:
             after = parse_position(decision.replay_after) or (0, 0)
