@@ -43,12 +43,13 @@ class MemoryEngine:
     """``clock`` gives the time in seconds (positions are its milliseconds); tests may drive it.
     ``available = False`` makes it answer as a shard that is down (publishes and subscribes fail)."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, stats: Any = None) -> None:
         self.clock = clock
         self.available = True
         self.channels: dict[str, _Channel] = {}
-        # The Redis engine's routing table and fan-out, fed by publish() instead of a Pub/Sub reader.
-        self.router = Router()
+        # The Redis engine's routing table and fan-out, fed by publish() instead of a Pub/Sub reader;
+        # ``stats`` (an app.stats.Stats) counts what it delivers and sheds, as the Redis engine's does.
+        self.router = Router(stats)
 
     @property
     def subscribers(self) -> dict[str, dict[Any, tuple[Subscription, ...]]]:
