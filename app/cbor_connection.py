@@ -6,10 +6,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import codec
 from .connection import Connection
 from .websocket import OP_BINARY
 from .websocket.frames import frame_header
+
+if TYPE_CHECKING:
+    from .subscription import Subscription
 
 
 class CborConnection(Connection):
@@ -27,18 +32,30 @@ class CborConnection(Connection):
         if not self._closing:
             self._enqueue(self.ws.encode_message(codec.from_json(payload), OP_BINARY))
 
-    def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None:
-        """Queue a CBOR subscription push, framed in one copy."""
+    def send_push(
+        self,
+        counter: int,
+        subscription_part: bytes,
+        tail: bytes,
+        owner: Subscription | None = None,
+        count: int = 0,
+    ) -> None:
+        """Queue a CBOR subscription push, framed in one copy; ``owner`` and ``count`` as for JSON."""
         if self._closing:
             return
         number = codec.push_counter(counter)
         size = CBOR_PUSH_HEAD_SIZE + len(number) + len(subscription_part) + len(tail)
         if self._compress_from is not None and size >= self._compress_from:
             message = b"".join((codec.PUSH_HEAD, number, subscription_part, tail))
-            self._enqueue(self.ws.encode_message(message, OP_BINARY))
+            frame = self.ws.encode_message(message, OP_BINARY)
         else:
             header = frame_header(0x80 | OP_BINARY, size)
-            self._enqueue(b"".join((header, codec.PUSH_HEAD, number, subscription_part, tail)))
+            frame = b"".join((header, codec.PUSH_HEAD, number, subscription_part, tail))
+        self._enqueue(frame, owner, count)
+
+    def _notice_frame(self, payload: bytes) -> bytes:
+        """A shedding notice (PROTOCOL §7), built as JSON, as CBOR in a binary frame."""
+        return self.ws.encode_message(codec.from_json(payload), OP_BINARY)
 
 
 CBOR_PUSH_HEAD_SIZE = len(codec.PUSH_HEAD)

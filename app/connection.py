@@ -4,8 +4,9 @@ The reader loop runs in the WSGI handler's greenlet and hands each request, one 
 the dispatcher (:func:`app.actions.dispatch`) with the connection's :class:`~app.session.Session`, which
 holds everything about the client that is not transport. Replies and pushes are queued and written without
 blocking the greenlet that produced them, so the Pub/Sub reader that fans messages out never waits for a
-slow client: when a client's queue passes ``send_queue_max_bytes`` it is disconnected. The connection is
-the :class:`~app.subscription.Sink` of its subscriptions.
+slow client: when a client's queue passes ``send_queue_max_bytes`` its subscriptions' queued pushes are shed
+first (PROTOCOL §7, :mod:`app.shedding`), and it is disconnected only when that is not enough. The
+connection is the :class:`~app.subscription.Sink` of its subscriptions.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import gevent
 from gevent.event import Event
 from gevent.ssl import SSLSocket
 
-from . import codec, protocol
+from . import codec, protocol, shedding, slow_consumer
 from .actions import dispatch, drop_subscriptions
 from .models import App
 from .protocol import PUSH_HEAD
@@ -46,6 +47,7 @@ from .websocket import (
 if TYPE_CHECKING:
     from .services import Services
     from .session import Session
+    from .subscription import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +94,19 @@ class Connection:
 
     encoding = "json"
     parse_request = staticmethod(protocol.parse_request)
+    # Subscriptions hand each push over with themselves and its message count (app.subscription).
+    tracks_pushes = True
 
     __slots__ = (
         "__weakref__",
         "_closing",
         "_compress_from",
         "_direct",
+        "_epoch",
         "_flush_queue",
         "_flush_scheduled",
         "_on_closed",
+        "_owners",
         "_queue",
         "_queue_limit",
         "_queued_bytes",
@@ -145,6 +151,11 @@ class Connection:
         self.handshake = CloseHandshake()
         self.keepalive = Keepalive(settings.ping_interval, settings.ping_timeout, time.monotonic())
         self._queue: deque[bytes] = deque()
+        # Parallel to _queue: the subscription each push belongs to, None for any other frame. ``_epoch``
+        # moves on whenever the queue is taken for writing: a subscription's ``queued`` count is only
+        # worth something while its ``queued_epoch`` is the current one (no walk over them per write).
+        self._owners: deque[Subscription | None] = deque()
+        self._epoch = 0
         self._queued_bytes = 0
         self._wake = Event()
         self._closing = False
@@ -239,25 +250,41 @@ class Connection:
         if not self._closing:
             self._enqueue(self.ws.encode_message(payload))
 
-    def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None:
-        """Queue a subscription push, framed in one copy (the hot path of a fan-out)."""
+    def send_push(
+        self,
+        counter: int,
+        subscription_part: bytes,
+        tail: bytes,
+        owner: Subscription | None = None,
+        count: int = 0,
+    ) -> None:
+        """Queue a subscription push, framed in one copy (the hot path of a fan-out); ``owner`` (the
+        subscription) and ``count`` (its messages) let the push be shed (PROTOCOL §7)."""
         if self._closing:
             return
         number = b"%d" % counter
         size = PUSH_HEAD_SIZE + len(number) + len(subscription_part) + len(tail)
         if self._compress_from is not None and size >= self._compress_from:
-            self._enqueue(self.ws.encode_message(b"".join((PUSH_HEAD, number, subscription_part, tail))))
+            frame = self.ws.encode_message(b"".join((PUSH_HEAD, number, subscription_part, tail)))
         else:
-            self._enqueue(b"".join((text_frame_header(size), PUSH_HEAD, number, subscription_part, tail)))
+            frame = b"".join((text_frame_header(size), PUSH_HEAD, number, subscription_part, tail))
+        self._enqueue(frame, owner, count)
 
     def send_ping(self) -> None:
         if not self._closing:
             self._enqueue(encode_frame(OP_PING, b""))
 
-    def _enqueue(self, frame: bytes) -> None:
+    def _enqueue(self, frame: bytes, owner: Subscription | None = None, count: int = 0) -> None:
         self._queue.append(frame)
+        self._owners.append(owner)
         self._queued_bytes += len(frame)
-        if self._queued_bytes > self._queue_limit and not self._closing:
+        if owner is not None:
+            if owner.queued_epoch == self._epoch:
+                owner.queued += count
+            else:
+                owner.queued_epoch = self._epoch
+                owner.queued = count
+        if self._queued_bytes > self._queue_limit and not self._closing and not self._shed():
             self._on_slow_consumer()
         elif self._writer is not None:
             if not self._wake.is_set():
@@ -277,6 +304,8 @@ class Connection:
             return
         data = queue.popleft() if len(queue) == 1 else b"".join(queue)
         queue.clear()
+        self._owners.clear()
+        self._epoch += 1
         try:
             sent = self.ws.socket.send(data, 0, 0.0)  # gevent: timeout 0.0 = never wait
         except BlockingIOError:
@@ -290,8 +319,24 @@ class Connection:
             return
         rest = data[sent:]
         queue.append(rest)
+        self._owners.append(None)  # partly written: whatever pushes it holds can no longer be shed
         self._queued_bytes = len(rest)
         self._writer = gevent.spawn(self._write_loop)
+
+    def _shed(self) -> bool:
+        """The queue passed its limit: shed the queued pushes (PROTOCOL §7, :mod:`app.slow_consumer`).
+        True when the queue is back within its limit; False: the connection must go."""
+        session, services = self.session, self.services
+        queued = slow_consumer.shed(self._queue, self._owners, session, services, self._notice_frame)
+        if queued is None:
+            return False
+        self._epoch += 1  # what subscriptions counted as queued is gone
+        self._queued_bytes = queued
+        return not shedding.over_limit(queued, self._queue_limit)
+
+    def _notice_frame(self, payload: bytes) -> bytes:
+        """A notice PDU (JSON bytes) framed for this connection."""
+        return self.ws.encode_message(payload)
 
     def _on_slow_consumer(self) -> None:
         limit = self._queue_limit
@@ -303,11 +348,14 @@ class Connection:
         )
         self.services.stats.slow_consumer_disconnects += 1
         self._queue.clear()
+        self._owners.clear()
+        self._epoch += 1
         self._queued_bytes = 0
         self.close(CLOSE_POLICY_VIOLATION, "slow consumer")
 
     def _write_loop(self) -> None:
         queue = self._queue
+        owners = self._owners
         wake = self._wake
         sock = self.ws.socket
         try:
@@ -320,6 +368,8 @@ class Connection:
                     else:
                         data = b"".join(queue)
                         queue.clear()
+                    owners.clear()
+                    self._epoch += 1
                     self._queued_bytes = 0
                     sock.sendall(data)
                 if self._closing:

@@ -39,6 +39,11 @@ COUNTERS = (
         "Clients disconnected because their send queue overflowed (their messages were dropped).",
         "slow_consumer_disconnects",
     ),
+    (
+        "cobra_shed_messages",
+        "Messages dropped from slow clients' send queues (fast_forward and out_of_sync, PROTOCOL §7).",
+        "shed_messages",
+    ),
     ("cobra_errors", "Requests answered with an error, and fatal protocol errors.", "errors"),
     ("cobra_auth_failures", "Failed authentications.", "auth_failures"),
     (
@@ -109,6 +114,16 @@ class ClusterCollector:
             for node, data in docs.items():
                 counter.add_metric([node], _number(_map(data.get("totals")).get(key)))
             yield counter
+
+        shed = CounterMetricFamily(
+            "cobra_subscriptions_shed",
+            "Subscriptions told they lost messages, by reason: fast_forward, out_of_sync, expired_position.",
+            labels=["node", "reason"],
+        )
+        for node, data in docs.items():
+            for reason, count in sorted(_map(_map(data.get("totals")).get("shed_subscriptions")).items()):
+                shed.add_metric([node, reason], _number(count))
+        yield shed
 
         for name, help_text, key in (
             ("cobra_app_publishes", "Messages accepted from publishers, per app.", "published_count"),

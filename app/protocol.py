@@ -63,6 +63,7 @@ class ErrorCode:
     INVALID_HISTORY = "invalid_history"
     INVALID_PERIOD = "invalid_period"
     INVALID_MESSAGE = "invalid_message"  # a CBOR value JSON cannot carry (PROTOCOL §10)
+    OUT_OF_SYNC = "out_of_sync"  # a slow subscription without fast_forward was removed (PROTOCOL §7)
     INTERNAL_ERROR = "internal_error"  # a bug on our side cost this one request (logged with a traceback)
 
 
@@ -195,25 +196,48 @@ def fatal(reason: str) -> bytes:
     )
 
 
-def subscription_error(subscription_id: Any, message: str, code: str, position: str) -> bytes:
+def subscription_error(
+    subscription_id: Any, message: str, code: str, position: str, missed_message_count: int | None = None
+) -> bytes:
     """``rtm/subscription/error``: a subscription can no longer be served as asked (PROTOCOL §5).
 
     Carries ``messages: []`` and a non-null ``position`` (PROTOCOL §7 MUST): the ``cobras`` client hands
     every ``rtm/subscription/*`` PDU to the subscription's data handler, reads ``body["messages"]`` and
-    asserts ``body["position"]``, and dies on anything less."""
-    return orjson.dumps(
-        {
-            "action": "rtm/subscription/error",
-            "id": DEFAULT_ID,
-            "body": {
-                "subscription_id": subscription_id,
-                "error": message,
-                "code": code,
-                "position": position,
-                "messages": [],
-            },
-        }
-    )
+    asserts ``body["position"]``, and dies on anything less. ``missed_message_count`` when messages were
+    dropped (``out_of_sync``, PROTOCOL §7)."""
+    body: dict[str, Any] = {
+        "subscription_id": subscription_id,
+        "error": message,
+        "code": code,
+        "position": position,
+        "messages": [],
+    }
+    if missed_message_count is not None:
+        body["missed_message_count"] = missed_message_count
+    return orjson.dumps({"action": "rtm/subscription/error", "id": DEFAULT_ID, "body": body})
+
+
+def subscription_info(
+    subscription_id: Any,
+    counter: int,
+    info: str,
+    reason: str,
+    position: str,
+    missed_message_count: int | None = None,
+) -> bytes:
+    """``rtm/subscription/info`` (PROTOCOL §7): the subscription was fast-forwarded and carries on. Its id is
+    the subscription's push counter; like the error it carries ``messages: []`` and a non-null position
+    (the ``cobras`` MUST), and ``missed_message_count`` whenever it is known."""
+    body: dict[str, Any] = {
+        "info": info,
+        "reason": reason,
+        "subscription_id": subscription_id,
+        "position": position,
+        "messages": [],
+    }
+    if missed_message_count is not None:
+        body["missed_message_count"] = missed_message_count
+    return orjson.dumps({"action": "rtm/subscription/info", "id": counter, "body": body})
 
 
 # --- subscription pushes -------------------------------------------------------------------------------

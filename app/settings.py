@@ -58,7 +58,9 @@ class Settings:
 
     # --- per-connection limits ---
     send_queue_max_bytes: int = _knob(
-        8 << 20, "bytes queued for one slow client before it is disconnected (bounds memory per client)"
+        8 << 20,
+        "bytes queued for one slow client before its queued pushes are shed, and it is disconnected if that"
+        " is not enough (bounds memory per client)",
     )
     max_subscriptions: int = _knob(1000, "subscriptions one connection may hold")
     auth_max_attempts: int = _knob(3, "failed authentications before the connection is closed (1008)")

@@ -76,6 +76,11 @@ class Stats:
         self.errors = 0
         self.auth_failures = 0
         self.slow_consumer_disconnects = 0
+        # PROTOCOL §7 shedding: messages dropped from slow clients' queues (per role, and in all), and the
+        # subscriptions told so, per reason (fast_forward, out_of_sync, expired_position)
+        self.missed_count: Counter[str] = Counter()
+        self.shed_messages = 0
+        self.shed_subscriptions: Counter[str] = Counter()
         self.publish_batches = 0
         self.publish_batch_commands = 0
         self.publish_batch_seconds = 0.0
@@ -111,6 +116,14 @@ class Stats:
         self.publish_batch_buckets[bisect_left(BATCH_SECONDS_BUCKETS, seconds)] += 1
         if seconds > self.publish_batch_max_seconds:
             self.publish_batch_max_seconds = seconds
+
+    def on_shed(self, reason: str, role_name: str | None, missed: int) -> None:
+        """A subscription was shed (PROTOCOL §7): ``missed`` messages it will never get, ``reason`` one of
+        :mod:`app.shedding`'s outcomes. Off the hot path: once per subscription per shedding episode."""
+        self.shed_subscriptions[reason] += 1
+        if missed:
+            self.shed_messages += missed
+            self.missed_count[role_name or "-"] += missed
 
     def on_read(self, session: Session, channel: str, size: int) -> None:
         role = session.role_name or "-"

@@ -149,6 +149,7 @@ class StatsPublisher:
             ("reads_bytes", stats.reads_bytes),
             ("writes_count", stats.writes_count),
             ("writes_bytes", stats.writes_bytes),
+            ("missed_count", stats.missed_count),
         ):
             current = dict(totals)
             previous = self._previous_totals.get(metric, {})
@@ -158,6 +159,7 @@ class StatsPublisher:
             }
             self._previous_totals[metric] = current
         cobra["subscriptions"] = dict(subs_per_role)
+        cobra["shed_count"] = dict(stats.shed_subscriptions)  # reason → subscriptions shed (PROTOCOL §7)
 
         uptime = time.time() - self.started_at
         active = set(interval.published_count) | set(interval.delivered_count)
@@ -197,6 +199,8 @@ class StatsPublisher:
                     "errors": stats.errors,
                     "auth_failures": stats.auth_failures,
                     "slow_consumer_disconnects": stats.slow_consumer_disconnects,
+                    "shed_messages": stats.shed_messages,
+                    "shed_subscriptions": dict(stats.shed_subscriptions),
                     "publish_batches": stats.publish_batches,
                     "publish_batch_commands": stats.publish_batch_commands,
                 },

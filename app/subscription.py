@@ -19,6 +19,7 @@ import orjson
 from . import codec, protocol
 from .engine.merge import merge
 from .positions import START, Position, parse_position
+from .protocol import ErrorCode
 from .views import DEFAULT_PERIOD, ViewReducer, view_key
 from .windows import ListReducer, Window, WindowBudget, WindowResult, WindowScheduler, process_scheduler
 
@@ -34,6 +35,22 @@ class Sink(Protocol):
     def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None: ...
 
 
+class _Detached:
+    """The sink of a subscription removed while messages may still be routed to it (out of sync, PROTOCOL
+    §7): they go nowhere until the engine lets go of it."""
+
+    tracks_pushes = False
+
+    def send_payload(self, payload: bytes) -> None:
+        pass
+
+    def send_push(self, counter: int, subscription_part: bytes, tail: bytes) -> None:
+        pass
+
+
+DETACHED = _Detached()
+
+
 class Subscription:
     """A subscription of a JSON connection: its pushes are JSON."""
 
@@ -46,16 +63,20 @@ class Subscription:
         "_batch_position",
         "_flush_timer",
         "_subscription_part",
+        "_tracked",
         "_window",
         "batch_flush_interval",
         "batch_size",
         "channel",
         "counter",
         "delivered",
+        "fast_forward",
         "filter",
         "key",
         "period",
         "position",
+        "queued",
+        "queued_epoch",
         "reported",
         "resume_after",
         "shared_window",
@@ -77,6 +98,7 @@ class Subscription:
         window_budget: WindowBudget | None = None,
         scheduler: WindowScheduler | None = None,
         max_groups: int = 1000,
+        fast_forward: bool = False,
     ) -> None:
         self.sink = sink
         self.subscription_id = subscription_id
@@ -119,6 +141,14 @@ class Subscription:
                 period, ListReducer, self.push_window, budget=window_budget
             )
 
+        # PROTOCOL §7: fast-forwarded (True) or removed as out of sync when its client falls behind.
+        self.fast_forward = fast_forward
+        # A sink that sheds (app.connection) is told which subscription each push is for and how many
+        # messages it holds; it keeps ``queued`` (messages in pushes still queued) for ``queued_epoch``.
+        self._tracked = getattr(sink, "tracks_pushes", False)
+        self.queued = 0
+        self.queued_epoch = -1
+
     # ------------------------------------------------------------------ live delivery (hot path)
     def deliver(self, position: str, messages_json: bytes, count: int, tail: bytes | None = None) -> None:
         """``count`` messages whose comma-joined JSON is ``messages_json``, at ``position``.
@@ -143,7 +173,10 @@ class Subscription:
             self.position = position
             if tail is None:
                 tail = self._make_tail(position, messages_json)
-            self.sink.send_push(self.counter, self._subscription_part, tail)
+            if self._tracked:
+                self.sink.send_push(self.counter, self._subscription_part, tail, self, count)
+            else:
+                self.sink.send_push(self.counter, self._subscription_part, tail)
             self.counter += 1
             return
         self._batch.append(messages_json)
@@ -164,9 +197,13 @@ class Subscription:
             return
         self.position = self._batch_position
         tail = self._make_tail(self._batch_position, b",".join(self._batch))
+        count = self._batch_count
         self._batch = []
         self._batch_count = 0
-        self.sink.send_push(self.counter, self._subscription_part, tail)
+        if self._tracked:
+            self.sink.send_push(self.counter, self._subscription_part, tail, self, count)
+        else:
+            self.sink.send_push(self.counter, self._subscription_part, tail)
         self.counter += 1
 
     def push_window(self, result: WindowResult) -> None:
@@ -178,6 +215,9 @@ class Subscription:
             body["messages"] = orjson.loads(b"[" + result.messages_json + b"]")
             pdu = {"action": "rtm/subscription/data", "id": self.counter, "body": body}
             self.sink.send_payload(orjson.dumps(pdu))
+        elif self._tracked:  # a window's push can be shed like any other (PROTOCOL §7)
+            tail = result.tail(self._make_tail)
+            self.sink.send_push(self.counter, self._subscription_part, tail, self, result.count)
         else:
             self.sink.send_push(self.counter, self._subscription_part, result.tail(self._make_tail))
         self.counter += 1
@@ -218,6 +258,42 @@ class Subscription:
         time before any message), else ``"0-0"``: a resume from there may repeat, never skip."""
         where = position or self.position or START
         self.sink.send_payload(protocol.subscription_error(self.subscription_id, message, code, where))
+
+    def info_pdu(self, reason: str, position: str | None, missed: int | None) -> bytes:
+        """The ``rtm/subscription/info`` ``fast_forward`` notice (PROTOCOL §7), with the next push id: the
+        notice takes its place in the subscription's sequence of ids."""
+        pdu = protocol.subscription_info(
+            self.subscription_id,
+            self.counter,
+            "fast_forward",
+            reason,
+            position or self.position or START,
+            missed,
+        )
+        self.counter += 1
+        return pdu
+
+    def out_of_sync_pdu(self, reason: str, position: str | None, missed: int) -> bytes:
+        """The ``rtm/subscription/error`` ``out_of_sync`` notice (PROTOCOL §7) of a removed subscription."""
+        return protocol.subscription_error(
+            self.subscription_id, reason, ErrorCode.OUT_OF_SYNC, position or self.position or START, missed
+        )
+
+    def position_expired(self, asked: str, restart_at: str) -> None:
+        """A resume from ``asked`` cannot be served; delivery restarts at ``restart_at`` (PROTOCOL §7):
+        a ``fast_forward`` subscription is told with the info notice, any other with ``expired_position``.
+        How many messages expired is not known (stream ids are not dense), so no count is claimed."""
+        message = f"position {asked} is no longer available"
+        if self.fast_forward:
+            self.sink.send_payload(self.info_pdu(message, restart_at, None))
+        else:
+            self.send_error(message, ErrorCode.EXPIRED_POSITION, restart_at)
+
+    def detach(self) -> None:
+        """Removed while the engine may still route messages to it: from now on they go nowhere."""
+        self.cancel()
+        self.sink = DETACHED
+        self._tracked = False
 
     def cancel(self) -> None:
         """The subscription ends: drop what is pending, stop the timer. A window's messages are dropped

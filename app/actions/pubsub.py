@@ -183,6 +183,9 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
         period,
         window_budget(session, services) if period is not None else None,
         max_groups=settings.max_groups,
+        # PROTOCOL §7: fast-forwarded rather than removed when the client falls behind (the Satori SDKs'
+        # SIMPLE mode and cobras send true)
+        fast_forward=body.get("fast_forward") is True,
     )
     subscriptions[subscription_id] = sub
     # PROTOCOL §12: a view aggregates live messages only, whatever position or history asked for.

@@ -26,6 +26,7 @@ import redis
 from ..models import Shard
 from ..protocol import ErrorCode
 from ..shards import DEFAULT_SHARD
+from ..shedding import EXPIRED_POSITION
 from .errors import EngineError, shard_unavailable
 from .history import REPLAY_LIMIT, HistoryPolicy, publish_command
 from .interface import PublishCallback, ShardStatus
@@ -214,9 +215,9 @@ class Engine:
             )
             return
         if expired_at is not None:
-            sub.send_error(
-                f"position {position} is no longer available", ErrorCode.EXPIRED_POSITION, expired_at
-            )
+            sub.position_expired(position, expired_at)  # info for fast_forward, else the error (§7)
+            if sub.fast_forward:
+                self.stats.on_shed(EXPIRED_POSITION, None, 0)
         sub.finish_sync(prepare(sub, entries))
 
     def replay_recent(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..positions import START, parse_position
-from ..protocol import ErrorCode
+from ..shedding import EXPIRED_POSITION
 from .errors import EngineError, shard_unavailable
 from .history import REPLAY_LIMIT
 from .interface import PublishCallback, ShardStatus
@@ -43,12 +43,13 @@ class MemoryEngine:
     """``clock`` gives the time in seconds (positions are its milliseconds); tests may drive it.
     ``available = False`` makes it answer as a shard that is down (publishes and subscribes fail)."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, stats: Any = None) -> None:
         self.clock = clock
         self.available = True
         self.channels: dict[str, _Channel] = {}
-        # The Redis engine's routing table and fan-out, fed by publish() instead of a Pub/Sub reader.
-        self.router = Router()
+        # The Redis engine's routing table and fan-out, fed by publish() instead of a Pub/Sub reader;
+        # ``stats`` (an app.stats.Stats) counts what it delivers and sheds, as the Redis engine's does.
+        self.router = Router(stats)
 
     @property
     def subscribers(self) -> dict[str, dict[Any, tuple[Subscription, ...]]]:
@@ -132,9 +133,9 @@ class MemoryEngine:
         last = entries[-1][0] if entries else None
         decision = decide_resume(position, first, last, policy.replay)
         if decision.expired_at is not None:
-            sub.send_error(
-                f"position {position} is no longer available", ErrorCode.EXPIRED_POSITION, decision.expired_at
-            )
+            sub.position_expired(position, decision.expired_at)
+            if sub.fast_forward:
+                self.router.stats.on_shed(EXPIRED_POSITION, None, 0)
         replayed: list[tuple[str, bytes]] = []
         if decision.replay_after is not None:
             after = parse_position(decision.replay_after) or (0, 0)

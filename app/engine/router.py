@@ -28,6 +28,9 @@ class _Stats:
     def on_delivery(self, channel: bytes, count: int, size: int) -> None:
         pass
 
+    def on_shed(self, reason: str, role_name: str | None, missed: int) -> None:
+        pass
+
 
 class Router:
     """Routes by Redis channel, and the delivery of one message to a route's subscriptions."""

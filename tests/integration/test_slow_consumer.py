@@ -1,7 +1,10 @@
 """A client that stops reading is disconnected; the broker and everyone else carry on.
 
-The pending-bytes limit comes from the broker-wide setting or, when set, from the app's settings in the
-config store (changed by an admin while the slow client is already connected).
+Since PROTOCOL §7 sheds a slow client's subscription pushes first (tests/integration/test_fast_forward.py),
+the slow client here also asks for ~15 MB of replies it never reads: replies cannot be shed, so its queue
+stays over the limit and the connection is closed. The pending-bytes limit comes from the broker-wide
+setting or, when set, from the app's settings in the config store (changed by an admin while the slow
+client is already connected).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tests.support.processes import BrokerProcess, can_authenticate, wait_until
 
 SMALL_QUEUE = 256 << 10
 SECRET = "slow-consumer-secret-0123456789ab"
+BIG = {"blob": "z" * 50_000}
 
 
 def start_slow_reader(
@@ -29,11 +33,22 @@ def start_slow_reader(
     slow_id = authenticate(slow, "pubsub", secret)
     slow.send_json({"action": "rtm/subscribe", "id": 3, "body": {"channel": channel}})
     assert slow.recv_json()["action"] == "rtm/subscribe/ok"
+    slow.send_json({"action": "rtm/write", "id": 4, "body": {"channel": channel + "-value", "message": BIG}})
+    assert slow.recv_json()["action"] == "rtm/write/ok"
     return slow, slow_id
 
 
-def flood_and_check(broker: BrokerProcess, app_key: str, secret: str, channel: str, slow_id: str) -> None:
+def ask_without_reading(slow: RawWebSocket, channel: str) -> None:
+    """~15 MB of ``rtm/read`` replies the slow client will never read (output that cannot be shed)."""
+    for i in range(300):
+        slow.send_json({"action": "rtm/read", "id": 10 + i, "body": {"channel": channel + "-value"}})
+
+
+def flood_and_check(
+    broker: BrokerProcess, app_key: str, secret: str, channel: str, slow: RawWebSocket, slow_id: str
+) -> None:
     """~10 MB to the channel: a healthy subscriber gets all of it, the slow one is disconnected."""
+    ask_without_reading(slow, channel)
     with (
         CobraClient(broker.endpoint, app_key, "pubsub", secret) as healthy,
         CobraClient(broker.endpoint, app_key, "pubsub", secret) as publisher,
@@ -66,7 +81,7 @@ def test_slow_consumer_is_disconnected_and_others_get_everything(broker_factory,
     broker = broker_factory(env={"COBRA_SEND_QUEUE_MAX_BYTES": str(SMALL_QUEUE)})
     secret = test_apps[TEST_APP].roles["pubsub"].secret
     slow, slow_id = start_slow_reader(broker, TEST_APP, secret, channel)
-    flood_and_check(broker, TEST_APP, secret, channel, slow_id)
+    flood_and_check(broker, TEST_APP, secret, channel, slow, slow_id)
     slow.close()
     assert "slow consumer" in broker.output()
 
@@ -90,7 +105,7 @@ def test_the_app_setting_sets_the_pending_bytes_limit_of_live_connections(broker
         )
         store.put_app(limited)
         wait_until(lambda: can_authenticate(broker, key, "probe", SECRET), message="new settings applied")
-        flood_and_check(broker, key, SECRET, channel, slow_id)
+        flood_and_check(broker, key, SECRET, channel, slow, slow_id)
         slow.close()
         assert f"slow consumer, over {SMALL_QUEUE} bytes queued" in broker.output()
     finally:

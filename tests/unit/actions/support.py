@@ -108,13 +108,14 @@ class Harness:
         apps = apps or (make_app(),)
         self.settings = Settings(**settings)
         self.view = ConfigView(self.settings, ConfigSnapshot(1, {a.key: a for a in apps}), node=NODE)
-        self.engine = MemoryEngine() if clock is None else MemoryEngine(clock)
+        stats = Stats()
+        self.engine = MemoryEngine(stats=stats) if clock is None else MemoryEngine(clock, stats=stats)
         self.cluster = LocalCluster()
         self.services = Services(
             engine=self.engine,
             republisher=Republisher(self.engine),  # type: ignore[arg-type]
             limits=Limits(self.settings),
-            stats=Stats(),
+            stats=stats,
             cluster=self.cluster,
             config=self.view,
         )
