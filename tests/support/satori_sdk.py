@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -130,10 +132,10 @@ class SdkDriver:
     # ------------------------------------------------------------------ what it saw
     def wait_for(self, predicate: Callable[[Event], bool], timeout: float = 30, what: str = "event") -> Event:
         """The first event (since the start) that matches; fails with the whole transcript otherwise."""
-        return self._wait(lambda: next((e for e in self.events if predicate(e)), None), timeout, what)
+        return self.wait_until(lambda: next((e for e in self.events if predicate(e)), None), timeout, what)
 
-    def _wait(self, condition: Callable[[], Any], timeout: float, what: str) -> Any:
-        """Poll ``condition`` (called with the events locked) at each new event, until it is truthy."""
+    def wait_until(self, condition: Callable[[], Any], timeout: float, what: str) -> Any:
+        """Evaluate ``condition`` (with the events locked) at each new event, until it is truthy."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
@@ -169,11 +171,20 @@ class SdkDriver:
         return [m for e in data for m in e["messages"]]
 
     def wait_messages(self, sub_id: str, count: int, timeout: float = 30) -> list[Any]:
-        return self._wait(
+        return self.wait_until(
             lambda: m if len(m := self.messages(sub_id)) >= count else None,
             timeout,
             f"{count} messages on {sub_id}",
         )
+
+    def stop_reading(self) -> None:
+        """Freeze the SDK's process (SIGSTOP): it reads nothing more, and the broker's output to it backs up,
+        as for a client on a stalled machine or network. (Blocking the SDK's callbacks would not do: the
+        Python SDK queues incoming PDUs without bound, so its socket is read however slow the application.)"""
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume_reading(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
 
     def named(self, name: str) -> list[Event]:
         with self._changed:
@@ -181,12 +192,17 @@ class SdkDriver:
 
     def __str__(self) -> str:
         with self._changed:
-            transcript = "\n".join(json.dumps(e)[:300] for e in self.events[-60:])
+            sequence = [e["event"] for e in self.events]
+            transcript = "\n".join(json.dumps(e)[:300] for e in self.events[-40:])
+        # the run of event names in order, repeats collapsed ("data x81, disconnected, connected, ...")
+        runs = [(name, len(list(group))) for name, group in itertools.groupby(sequence)]
+        summary = ", ".join(name if n == 1 else f"{name} x{n}" for name, n in runs)
         stderr = self.stderr_path.read_text(errors="replace")[-3000:] if self.stderr_path.exists() else ""
-        return f"--- last events ---\n{transcript}\n--- stderr ---\n{stderr}"
+        return f"--- events ---\n{summary}\n--- last events ---\n{transcript}\n--- stderr ---\n{stderr}"
 
     def close(self) -> None:
         if self.process.poll() is None:
+            self.resume_reading()
             try:
                 self.command("exit")
                 assert self.process.stdin is not None

@@ -5,9 +5,9 @@
 //
 // stdin: one command per line, e.g. {"cmd": "publish", "ref": 3, "channel": "c", "message": {...}}
 //   subscribe {id, mode: SIMPLE|RELIABLE|ADVANCED, body}   publish {channel, message}   read {channel}
-//   write {channel, message}   delete {channel}   pause / resume (stop / start reading the socket)   exit
+//   write {channel, message}   delete {channel}   exit
 // stdout: one event per line, as the SDK reports it: connected, disconnected, auth_failed, subscribed,
-//   subscribe_failed, data, info, subscription_error, reply (the ack of a ref'd command), paused, resumed, error
+//   subscribe_failed, data, info, subscription_error, reply (the ack of a ref'd command), error
 'use strict';
 
 var readline = require('readline');
@@ -77,9 +77,6 @@ var commands = {
   read: function (c) { rtm.read(c.channel, replier(c.ref)); },
   write: function (c) { rtm.write(c.channel, c.message, replier(c.ref)); },
   delete: function (c) { rtm.delete(c.channel, replier(c.ref)); },
-  // a slow subscriber: the ws library's own pause of the socket, so the server's output backs up
-  pause: function (c) { rtm.ws.pause(); emit({ event: 'paused', ref: c.ref }); },
-  resume: function (c) { rtm.ws.resume(); emit({ event: 'resumed', ref: c.ref }); },
   exit: function () { rtm.stop(); process.exit(0); },
 };
 

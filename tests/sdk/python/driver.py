@@ -4,12 +4,10 @@ tests/support/satori_sdk.py starts it, and tests/sdk/js/driver.js is its JavaScr
 commands and events.
 
     .state/satori-sdk-venv/bin/python driver.py '{"endpoint": ..., "appkey": ..., "role": ..., "secret": ...,
-                                                  "protocol": "json" | "cbor", "max_queue_size": 20000}'
+                                                  "protocol": "json" | "cbor"}'
 
-stdin: one command per line (subscribe {id, mode, body}, publish, read, write, delete, pause, resume, exit);
-stdout: one event per line (connected, disconnected, auth_failed, subscribed, subscribe_failed, data, info,
-reply, paused, resumed, error). ``pause`` makes the subscription callbacks block, as a slow application's
-would: the SDK's bounded queue then fills, its reader thread stops reading, and the server's output backs up.
+stdin: one command per line (subscribe {id, mode, body}, publish, read, write, delete, exit); stdout: one
+event per line (connected, disconnected, auth_failed, subscribed, subscribe_failed, data, info, reply, error).
 """
 
 from __future__ import annotations
@@ -23,8 +21,6 @@ from satori.rtm.auth import RoleSecretAuthDelegate
 from satori.rtm.client import AuthError, SubscriptionMode, make_client
 
 _print_lock = threading.Lock()
-_reading = threading.Event()
-_reading.set()
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -58,7 +54,6 @@ class SubscriptionObserver:
         emit({"event": "subscribe_failed", "id": self.subscription_id, "reason": reason, "body": None})
 
     def on_subscription_data(self, data: dict[str, Any]) -> None:
-        _reading.wait()
         emit(
             {
                 "event": "data",
@@ -91,12 +86,6 @@ def run(client: Any, command: dict[str, Any]) -> bool:
         client.write(command["channel"], command["message"], callback=replier(ref))
     elif cmd == "delete":
         client.delete(command["channel"], callback=replier(ref))
-    elif cmd == "pause":
-        _reading.clear()
-        emit({"event": "paused", "ref": ref})
-    elif cmd == "resume":
-        _reading.set()
-        emit({"event": "resumed", "ref": ref})
     elif cmd == "exit":
         return False
     else:
@@ -118,7 +107,6 @@ def main() -> int:
             endpoint=config["endpoint"],
             appkey=config["appkey"],
             protocol=config["protocol"],
-            max_queue_size=config.get("max_queue_size", 20000),
             auth_delegate=RoleSecretAuthDelegate(config["role"], config["secret"]),
             observer=ClientObserver(),
         ) as client:
@@ -126,7 +114,6 @@ def main() -> int:
             for line in sys.stdin:
                 if line.strip() and not run(client, json.loads(line)):
                     break
-            _reading.set()  # a blocked callback must not hold up the SDK's dispose
     except AuthError as error:
         emit({"event": "auth_failed", "reason": str(error), "body": None})
     return 0
