@@ -118,11 +118,19 @@ class SdkDriver:
     # ------------------------------------------------------------------ talking to it
     def command(self, cmd: str, **fields: Any) -> int:
         """Send one command; returns its ``ref``, which the SDK's reply event carries."""
-        ref = next(self._refs)
+        return self.commands((cmd, fields))[0]
+
+    def commands(self, *commands: tuple[str, dict[str, Any]]) -> list[int]:
+        """Send several commands in one write, so that the driver reads them at once; returns their refs."""
+        refs = [next(self._refs) for _ in commands]
+        lines = [
+            json.dumps({"cmd": cmd, "ref": ref, **fields}) + "\n"
+            for ref, (cmd, fields) in zip(refs, commands, strict=True)
+        ]
         assert self.process.stdin is not None
-        self.process.stdin.write((json.dumps({"cmd": cmd, "ref": ref, **fields}) + "\n").encode())
+        self.process.stdin.write("".join(lines).encode())
         self.process.stdin.flush()
-        return ref
+        return refs
 
     def request(self, cmd: str, timeout: float = 30, **fields: Any) -> Event:
         """A command the SDK sends with an ack callback (publish, read, write, delete): the reply PDU."""
