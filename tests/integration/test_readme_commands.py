@@ -31,6 +31,10 @@ EXERCISED_BY: list[tuple[str, str]] = [
         "tests/integration/test_readme_commands.py::test_scripts_run_sh_prints_urls_and_the_first_admin",
     ),
     (r"^scripts/test\.sh", "ci"),
+    (
+        r"^scripts/install-sdks\.sh$",
+        "tests/integration/test_satori_sdks.py::test_the_installer_is_a_quick_no_op_once_installed",
+    ),
     (r"^\.venv/bin/ruff check \. && \.venv/bin/ruff format --check \.$", "ci"),
     (
         r"^COBRA_SCREENSHOTS=docs/screenshots \.venv/bin/python -m pytest -m browser$",
