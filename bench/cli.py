@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from .profile import Profiler, summarise, summary_table
-from .race import median_runs, race, ratio_table
+from .race import median_runs, per_cpu_table, race, ratio_table
 from .report import RESULTS_DIR, chart, results_table, save
 from .runner import Target, failed_result, run_scenario
 from .scenarios import RACE_SCENARIOS, SCENARIOS, Scenario, customise
-from .servers import ROOT, LocalServer, default_cpu_layout, find_pid_listening, snapshot
+from .servers import ROOT, default_cpu_layout, find_pid_listening, snapshot
+from .targets import SERVER_KINDS, make_server, unsupported
 from .wsclient import split_target
 
 
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("list", help="the scenarios")
     run = commands.add_parser("run", help="run scenarios against one server")
     _common(run)
-    run.add_argument("--server", choices=("ours", "reference"), default="ours", help="server to start")
+    run.add_argument("--server", choices=SERVER_KINDS, default="ours", help="server to start")
     run.add_argument("--target", help="an already running server, ws://host:port/v2 (nothing is started)")
     run.add_argument("--appkey", default="_pubsub")
     run.add_argument("--role", default="pubsub")
@@ -82,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     racer = commands.add_parser("race", help="ours then the reference, same load, ratios")
     _common(racer)
-    racer.add_argument("--order", default="ours,reference", help="which server runs first")
+    racer.add_argument(
+        "--order",
+        default="ours,reference",
+        help=f"servers, in the order they run ({', '.join(SERVER_KINDS)}); ratios are to the first",
+    )
     racer.add_argument("--rounds", type=int, default=1, help="alternate the servers this many times; median")
     chart_cmd = commands.add_parser("chart", help="PNG of a results JSON")
     chart_cmd.add_argument("file", type=Path)
@@ -142,7 +147,7 @@ def command_run(args: argparse.Namespace) -> int:
     broker_cpus, load_cpus = _layout(args)
     results: list[dict[str, Any]] = []
     source, revision = _source(args)
-    started: LocalServer | None = None
+    started = None
     if args.target:
         if not args.secret:
             raise SystemExit("--target needs --secret (and --appkey/--role if not _pubsub/pubsub)")
@@ -150,7 +155,7 @@ def command_run(args: argparse.Namespace) -> int:
         target = Target("target", args.target, args.appkey, args.role, args.secret, broker_pid=pid)
     else:
         workdir = Path(tempfile.mkdtemp(prefix="bench-", dir=ROOT / ".state"))
-        started = LocalServer(
+        started = make_server(
             args.server, workdir, broker_cpus, load_cpus, source=source, extra_env=_server_env(args)
         ).start()
         target = started.target()
@@ -160,6 +165,8 @@ def command_run(args: argparse.Namespace) -> int:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             profiler = Profiler(RESULTS_DIR / f"profile-{target.name}-{scenario.name}-{stamp}")
             try:
+                if reason := unsupported(target.name, scenario):
+                    raise RuntimeError(reason)
                 result = run_scenario(
                     scenario,
                     target,
@@ -223,6 +230,8 @@ def command_race(args: argparse.Namespace) -> int:
     print(results_table(summary))
     print()
     print(ratio_table(summary))
+    print()
+    print(per_cpu_table(summary))
     document = {
         "command": " ".join(sys.argv),
         "ours_source": revision,
@@ -230,6 +239,7 @@ def command_race(args: argparse.Namespace) -> int:
         "load_cpus": load_cpus,
         "results": summary,
         "ratios": ratio_table(summary),
+        "per_cpu": per_cpu_table(summary),
         "all_runs": results,
     }
     _finish(args.name or "race", document, summary, args.no_chart)

@@ -13,7 +13,7 @@ from typing import Any
 from .report import markdown_table
 from .runner import failed_result, run_scenario
 from .scenarios import Scenario
-from .servers import LocalServer
+from .targets import make_server, unsupported
 
 THROUGHPUT_FACTOR = 5.0  # issue #7: at least 5x the reference's delivered messages/s
 FANOUT_1000_FLOOR = 100_000  # deliveries/s
@@ -41,19 +41,22 @@ def race(
     results = []
     for round_no in range(1, rounds + 1):
         for kind in order:
-            server = LocalServer(
+            server = make_server(
                 kind,
                 workdir / f"{kind}-{round_no}",
                 broker_cpus,
                 load_cpus,
                 source=source,
-                extra_env=dict(extra_env or {}),
+                extra_env=extra_env,
             )
             progress(f"round {round_no}/{rounds}: starting {kind} on port {server.port} ...")
             with server:
                 for scenario in scenarios:
                     progress(f"  {kind}: {scenario.title} ({duration:g} s + {warmup:g} s warm-up)")
+                    reason = unsupported(kind, scenario)
                     try:
+                        if reason:
+                            raise RuntimeError(reason)
                         result = run_scenario(
                             scenario,
                             server.target(),
@@ -148,5 +151,56 @@ def ratio_table(results: list[dict[str, Any]]) -> str:
         "p99 ours/ref",
         "lost o/r",
         "targets",
+    ]
+    return markdown_table(headers, rows)
+
+
+def per_cpu_table(results: list[dict[str, Any]], base: str | None = None) -> str:
+    """Every server side by side per scenario: deliveries/s and per second of server CPU, each as a ratio
+    to ``base`` (default: the first server), with the server's, Redis's and the load generator's CPU."""
+    servers = list(dict.fromkeys(r["server"] for r in results))
+    base = base or (servers[0] if servers else None)
+    by_key = {(r["server"], r["scenario"]): r for r in results}
+    rows = []
+    for name in dict.fromkeys(r["scenario"] for r in results):
+        ref = by_key.get((base, name)) or {}
+        for server in servers:
+            r = by_key.get((server, name))
+            if r is None:
+                continue
+            if r.get("failed"):
+                rows.append([name, server, *["-"] * 9, r["failed"][:60]])
+                continue
+            per_cpu, ref_cpu = r.get("deliveries_per_cpu_s"), ref.get("deliveries_per_cpu_s")
+            rate, ref_rate = r["deliveries_per_s"], ref.get("deliveries_per_s")
+            rows.append(
+                [
+                    name,
+                    server,
+                    _fmt(rate, 0),
+                    _fmt(rate / ref_rate, 2) + "x" if ref_rate else "-",
+                    _fmt(per_cpu, 0),
+                    _fmt(per_cpu / ref_cpu, 2) + "x" if per_cpu and ref_cpu else "-",
+                    _fmt(r["latency_ms"]["p99"], 3),
+                    _fmt((r.get("broker") or {}).get("cpu_percent")),
+                    _fmt((r.get("redis") or {}).get("cpu_percent")),
+                    _fmt(r.get("client_cpu_percent")),
+                    f"{r['lost']}",
+                    "",
+                ]
+            )
+    headers = [
+        "scenario",
+        "server",
+        "deliv/s",
+        f"vs {base}",
+        "deliv/srv-CPU-s",
+        f"per CPU vs {base}",
+        "p99 ms",
+        "srv CPU%",
+        "redis CPU%",
+        "load CPU%",
+        "lost",
+        "note",
     ]
     return markdown_table(headers, rows)

@@ -32,10 +32,13 @@ class Target:
     secret: str
     broker_pid: int | None = None
     redis_pid: int | None = None
+    protocol: str = "cobra"  # "cobra" | "nchan" (bench/nchan.py): what the load processes speak
 
 
 class ProcessWatch:
-    """CPU and RSS of a local process, sampled without disturbing it (psutil reads /proc)."""
+    """CPU and RSS of a local process *and its children*, sampled without disturbing it (psutil reads
+    /proc/<pid>/stat and statm). Children count because nginx and gunicorn serve from worker processes
+    forked by an idle master; our ``python -m app run`` has none."""
 
     def __init__(self, pid: int | None) -> None:
         self.process = psutil.Process(pid) if pid else None
@@ -43,25 +46,44 @@ class ProcessWatch:
         self.wall_start = 0.0
         self.rss_peak = 0
 
-    def rss(self) -> int:
+    def tree(self) -> list[psutil.Process]:
         if self.process is None:
-            return 0
-        rss = self.process.memory_info().rss
+            return []
+        try:
+            return [self.process, *self.process.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def rss(self) -> int:
+        rss = 0
+        for process in self.tree():
+            try:
+                rss += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
         self.rss_peak = max(self.rss_peak, rss)
         return rss
 
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for process in self.tree():
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
     def start(self) -> None:
         if self.process is not None:
-            times = self.process.cpu_times()
-            self.cpu_start, self.wall_start = times.user + times.system, time.monotonic()
+            self.cpu_start, self.wall_start = self.cpu_seconds(), time.monotonic()
 
     def cpu_percent(self) -> float | None:
-        """Percent of one core used since ``start()``."""
+        """Percent of one core used since ``start()`` (above 100 for several busy processes)."""
         if self.process is None:
             return None
-        times = self.process.cpu_times()
         wall = time.monotonic() - self.wall_start
-        return round(100.0 * (times.user + times.system - self.cpu_start) / wall, 1) if wall > 0 else None
+        return round(100.0 * (self.cpu_seconds() - self.cpu_start) / wall, 1) if wall > 0 else None
 
 
 def percentiles(samples_us: array, step: int = 1) -> dict[str, float | int | None]:
@@ -101,6 +123,7 @@ def run_scenario(
         cpus=load_cpus,
         run_tag=run_tag,
         setup_concurrency=setup_concurrency,
+        protocol=target.protocol,
     )
     n_workers, n_publishers = len(plans), scenario.publishers
     ctx = multiprocessing.get_context("fork")  # the plans are plain data; fork starts ten processes in ms
@@ -122,7 +145,10 @@ def run_scenario(
         pipes.append(parent)
         processes.append(process)
     try:
-        connections = _wait_all(pipes, "ready", timeout=plans[0].setup_timeout + 30)
+        ready = _wait_all(pipes, "ready", timeout=plans[0].setup_timeout + 30)
+        connections = [r["connections"] for r in ready]
+        setup_began = min(r["setup_ns"][0] for r in ready)
+        setup_done = max(r["setup_ns"][1] for r in ready)
         if scenario.idle:
             time.sleep(settle)  # let the broker finish its per-connection allocations before measuring
         rss_connected = broker.rss()
@@ -160,6 +186,10 @@ def run_scenario(
         warmup_s=warmup,
         workers=n_workers,
         connections=sum(connections),
+        # The connect storm: every connection upgraded, handshaken, authenticated (and subscribed) over
+        # all load processes at once, bounded by --setup-concurrency.
+        setup_s=round((setup_done - setup_began) / 1e9, 3),
+        connects_per_s=round(sum(connections) * 1e9 / max(1, setup_done - setup_began), 1),
         load_cpus=load_cpus,
         broker={
             "pid": target.broker_pid,

@@ -127,6 +127,7 @@ def build_plans(
     cpus: list[int] | None,
     run_tag: str,
     setup_concurrency: int = 64,
+    protocol: str = "cobra",
 ) -> list[WorkerPlan]:
     """Spread the scenario's connections over load processes.
 
@@ -182,6 +183,7 @@ def build_plans(
             pub_channels=[p.channel for p in publishers],
             cpus=cpus,
             setup_concurrency=max(4, setup_concurrency // workers),
+            protocol=protocol,
         )
         for w in range(workers)
     ]
