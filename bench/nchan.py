@@ -24,8 +24,9 @@ import psutil
 
 from app.embedded_redis import RedisProcess, free_port
 
+from .limits import raise_nofile
 from .runner import Target
-from .servers import raise_nofile, wait_http_ok
+from .servers import wait_http_ok
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_SCRIPT = ROOT / "scripts" / "install-bench-tools.sh"

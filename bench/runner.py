@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 
+from .limits import kernel_limits
 from .plan import matching_count
 from .scenarios import Scenario, build_plans
 from .worker import worker_main
@@ -214,13 +215,14 @@ def run_scenario(
     if scenario.idle and target.broker_pid:
         # Measured at the end of the window, after warm-up + duration of silence: our broker releases a
         # connection's writer greenlet after 5 s idle, so this is the steady cost of an idle connection.
+        # With subscribers too (c100k) it is the cost of the average connection, subscribed or not.
+        held = sum(connections) if scenario.subscribers > 1 else scenario.idle
         result["idle"] = {
-            "connections": scenario.idle,
-            "rss_kb_per_connection": round((rss_end - rss_before) / 1024 / scenario.idle, 2),
-            "rss_kb_per_connection_just_connected": round(
-                (rss_connected - rss_before) / 1024 / scenario.idle, 2
-            ),
+            "connections": held,
+            "rss_kb_per_connection": round((rss_end - rss_before) / 1024 / held, 2),
+            "rss_kb_per_connection_just_connected": round((rss_connected - rss_before) / 1024 / held, 2),
         }
+        result["kernel_limits"] = kernel_limits()
     return result
 
 

@@ -24,6 +24,7 @@ class Scenario:
     filtered: bool = False
     idle: int = 0
     message_size: int = 256
+    source_addresses: int = 0  # >0: load sockets bound across 127.0.0.2.. (see pool.source_address)
 
     def describe(self) -> dict[str, object]:
         return asdict(self)
@@ -89,6 +90,18 @@ SCENARIOS: dict[str, Scenario] = {
             subscribers=0,
             idle=10_000,
         ),
+        # Issue 18: one broker process holding 100,000 authenticated connections, half of them subscribed to
+        # one channel; one publish a second is fanned out to all of them (p99 of those deliveries), the
+        # connect storm is timed, and RSS per connection is measured. --connections scales it down.
+        Scenario(
+            "c100k",
+            "(h) 100,000 authenticated connections, half subscribed: RSS each, fan-out p99, connect rate",
+            "memory",
+            subscribers=50_000,
+            idle=50_000 - 1,
+            rate=1.0,
+            source_addresses=64,
+        ),
     )
 }
 
@@ -109,7 +122,11 @@ def customise(
         changes["subscribers"] = subscribers
     if rate is not None and scenario.rate:
         changes["rate"] = rate
-    if connections is not None and scenario.idle:
+    if connections is not None and scenario.idle and scenario.subscribers > 1:
+        # Half subscribed, the other half idle, one of them the publisher (c100k).
+        changes["subscribers"] = connections // 2
+        changes["idle"] = max(0, connections - connections // 2 - scenario.publishers)
+    elif connections is not None and scenario.idle:
         changes["idle"] = connections
     if message_size is not None:
         changes["message_size"] = message_size
@@ -184,6 +201,8 @@ def build_plans(
             cpus=cpus,
             setup_concurrency=max(4, setup_concurrency // workers),
             protocol=protocol,
+            source_addresses=scenario.source_addresses,
+            setup_timeout=max(120.0, total / 100),  # a 100,000-connection storm at >= 100/s
         )
         for w in range(workers)
     ]

@@ -12,7 +12,6 @@ itself and the load cannot steal from it. On one core nothing is pinned.
 from __future__ import annotations
 
 import os
-import resource
 import secrets
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import yaml
 
 from app.embedded_redis import RedisProcess, free_port
 
+from .limits import raise_nofile
 from .runner import Target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,28 +40,6 @@ def default_cpu_layout() -> tuple[list[int] | None, list[int] | None]:
     if len(usable) < 2:
         return None, None
     return usable[:1], usable[1:]
-
-
-def raise_nofile(wanted: int = 1_048_576) -> int:
-    """Raise this process's RLIMIT_NOFILE towards ``wanted`` (the hard limit too, when privileged); returns
-    the soft limit now in force. Used by the load processes and (as ``preexec_fn``) the servers started:
-    100,000 connections need 100,000 descriptors on each side. fs.nr_open caps what root may set."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
-    except OSError:
-        nr_open = wanted
-    target = min(wanted, nr_open)
-    if hard < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
-            return target
-        except (ValueError, OSError):
-            target = hard  # unprivileged: the hard limit is as far as it goes
-    target = min(target, hard)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return max(soft, target)
 
 
 def write_apps_yaml(path: Path) -> dict[str, str]:

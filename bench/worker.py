@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
 from . import wsclient
+from .limits import raise_nofile
 from .plan import SubscriberSpec, WorkerPlan, message_template, nchan_body
 from .pool import RECV_SIZE, Conn, ConnectionPool
 
@@ -353,6 +354,7 @@ def worker_main(plan: WorkerPlan, control: Pipe, progress: Any) -> None:
     """Entry point of a load process (multiprocessing target)."""
     if plan.cpus:
         os.sched_setaffinity(0, plan.cpus)
+    raise_nofile()
     worker = Worker(plan, control, progress)
     try:
         worker.setup()
