@@ -5,6 +5,10 @@
     python -m bench run --server reference ack                        # the reference cobras server instead
     python -m bench run --target ws://127.0.0.1:8765/v2 --appkey _pubsub --role pubsub --secret S ack
     python -m bench race --ours-rev HEAD                              # both servers, same load, ratios
+    python -m bench race --order ours,nchan-memory,nchan-redis fanout100 ack   # vs nginx + nchan, per CPU-s
+    python -m bench race --order gunicorn1,gunicorn2 --no-pin throughput      # 1 vs 2 gunicorn workers
+    python -m bench run c100k --connections 20000 --setup-concurrency 256    # many connections, one process
+    python -m bench run throughput fanout100 --half-load                     # + open loop at 50 % of max
     python -m bench chart bench/results/race-....json
 
 Results go to bench/results/ (gitignored) as JSON and PNG; the table printed is Markdown.
@@ -25,10 +29,12 @@ from .profile import Profiler, summarise, summary_table
 from .race import median_runs, per_cpu_table, race, ratio_table
 from .report import RESULTS_DIR, chart, results_table, save
 from .runner import Target, failed_result, run_scenario
-from .scenarios import RACE_SCENARIOS, SCENARIOS, Scenario, customise
+from .scenarios import RACE_SCENARIOS, SCENARIOS, Scenario, at_half_load, customise
 from .servers import ROOT, default_cpu_layout, find_pid_listening, snapshot
 from .targets import SERVER_KINDS, make_server, unsupported
 from .wsclient import split_target
+
+ON_REQUEST = ("c100k",)  # run only when named: 100,000 connections need raised kernel limits (README)
 
 
 def _cpus(text: str | None) -> list[int] | None:
@@ -61,6 +67,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="extra environment for the server(s) started, e.g. COBRA_HISTORY_MAX_LENGTH=0 (repeatable)",
+    )
+    parser.add_argument(
+        "--half-load",
+        action="store_true",
+        help="after each throughput scenario, rerun it open loop at 50%% of the rate reached (p99, p99.9)",
     )
     parser.add_argument("--name", help="file name prefix for the JSON and PNG")
     parser.add_argument("--no-chart", action="store_true")
@@ -143,7 +154,7 @@ def _finish(name: str, document: dict[str, Any], results: list[dict[str, Any]], 
 
 
 def command_run(args: argparse.Namespace) -> int:
-    scenarios = _scenarios(args, list(SCENARIOS))
+    scenarios = _scenarios(args, [n for n in SCENARIOS if n not in ON_REQUEST])
     broker_cpus, load_cpus = _layout(args)
     results: list[dict[str, Any]] = []
     source, revision = _source(args)
@@ -160,7 +171,9 @@ def command_run(args: argparse.Namespace) -> int:
         ).start()
         target = started.target()
     try:
-        for scenario in scenarios:
+        queue = list(scenarios)
+        while queue:
+            scenario = queue.pop(0)
             print(f"{target.name}: {scenario.title} ...", file=sys.stderr, flush=True)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             profiler = Profiler(RESULTS_DIR / f"profile-{target.name}-{scenario.name}-{stamp}")
@@ -183,6 +196,8 @@ def command_run(args: argparse.Namespace) -> int:
                 results.append(failed_result(scenario, target, str(exc)))
                 continue
             results.append(result)
+            if args.half_load and (derived := at_half_load(scenario, result["publishes_per_s"])):
+                queue.insert(0, derived)
             print(results_table(results[-1:]).split("\n", 2)[-1], file=sys.stderr, flush=True)
             if args.profile:
                 profiler.wait()
@@ -225,12 +240,14 @@ def command_race(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         extra_env=_server_env(args),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
+        half_load=args.half_load,
     )
     summary = median_runs(results)
     print(results_table(summary))
     print()
-    print(ratio_table(summary))
-    print()
+    if any(r["server"] == "reference" for r in summary):
+        print(ratio_table(summary))
+        print()
     print(per_cpu_table(summary))
     document = {
         "command": " ".join(sys.argv),

@@ -12,7 +12,7 @@ from typing import Any
 
 from .report import markdown_table
 from .runner import failed_result, run_scenario
-from .scenarios import Scenario
+from .scenarios import Scenario, at_half_load
 from .targets import make_server, unsupported
 
 THROUGHPUT_FACTOR = 5.0  # issue #7: at least 5x the reference's delivered messages/s
@@ -35,9 +35,11 @@ def race(
     rounds: int = 1,
     extra_env: dict[str, str] | None = None,
     progress: Callable[[str], None] = print,
+    half_load: bool = False,
 ) -> list[dict[str, Any]]:
     """Every run of every scenario; with ``rounds`` > 1 the servers alternate round after round, so that a
-    burst of load from elsewhere on a shared machine does not land on one server only."""
+    burst of load from elsewhere on a shared machine does not land on one server only. ``half_load``: after
+    each throughput scenario, the same one open loop at half the rate that server reached (at_half_load)."""
     results = []
     for round_no in range(1, rounds + 1):
         for kind in order:
@@ -51,7 +53,9 @@ def race(
             )
             progress(f"round {round_no}/{rounds}: starting {kind} on port {server.port} ...")
             with server:
-                for scenario in scenarios:
+                queue = list(scenarios)
+                while queue:
+                    scenario = queue.pop(0)
                     progress(f"  {kind}: {scenario.title} ({duration:g} s + {warmup:g} s warm-up)")
                     reason = unsupported(kind, scenario)
                     try:
@@ -72,6 +76,9 @@ def race(
                         result = failed_result(scenario, server.target(), str(exc))
                     result["round"] = round_no
                     results.append(result)
+                    derived = at_half_load(scenario, result["publishes_per_s"]) if half_load else None
+                    if derived is not None and not result.get("failed"):
+                        queue.insert(0, derived)
     return results
 
 

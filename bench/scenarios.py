@@ -214,3 +214,17 @@ def build_plans(
     for k in range(scenario.idle):
         plans[k % workers].idle += 1
     return plans
+
+
+def at_half_load(scenario: Scenario, max_publishes_per_s: float) -> Scenario | None:
+    """The same publishers, channels and subscribers open loop at half of ``max_publishes_per_s`` (what the
+    closed-loop run of ``scenario`` achieved): latency under load, p99 and p99.9, not at saturation."""
+    if scenario.kind != "throughput" or scenario.rate or max_publishes_per_s <= 0:
+        return None
+    return replace(
+        scenario,
+        name=f"{scenario.name}-at50",  # in channel names: no "%" (a format character)
+        title=f"{scenario.title}, open loop at 50 % of its max ({max_publishes_per_s / 2:,.0f} publishes/s)",
+        kind="latency",
+        rate=round(max_publishes_per_s / 2, 1),
+    )
