@@ -5,7 +5,10 @@ machine is shared); what is asserted is that every message arrived and the measu
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import psutil
@@ -66,3 +69,28 @@ def test_many_connections_scenario_binds_many_sources_and_reports_its_costs(tmp_
     assert result["expected_deliveries"] == 150 * result["published_total"]
     assert result["idle"]["connections"] == 300 and result["idle"]["rss_kb_per_connection"] > 0
     assert result["connects_per_s"] > 0 and result["kernel_limits"]["fs.nr_open"]
+
+
+@pytest.mark.skipif(not NCHAN_MODULE.exists(), reason="nginx + nchan not installed")
+def test_install_script_finds_the_installed_nchan():
+    """Run as the README shows it; with the packages present it installs nothing and prints nginx's path."""
+    from bench.nchan import INSTALL_SCRIPT
+
+    done = subprocess.run([str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and Path(done.stdout.strip()).name == "nginx", done.stderr
+
+
+def test_readme_bench_commands_parse_and_name_real_scenarios():
+    """Every `python -m bench run|race` line of the README is a valid command line of the harness."""
+    from bench.cli import build_parser
+    from bench.scenarios import SCENARIOS
+    from bench.targets import SERVER_KINDS
+    from tests.integration.test_readme_commands import readme_commands
+
+    lines = [c for c in readme_commands() if re.match(r"python -m bench (run|race) ", c)]
+    assert len(lines) >= 4
+    for line in lines:
+        args = build_parser().parse_args(shlex.split(line)[3:])
+        assert set(args.scenarios) <= set(SCENARIOS), line
+        if args.command == "race":
+            assert set(args.order.split(",")) <= set(SERVER_KINDS), line
