@@ -162,9 +162,27 @@ def ratio_table(results: list[dict[str, Any]]) -> str:
     return markdown_table(headers, rows)
 
 
+def _others(result: dict[str, Any]) -> float | None:
+    """CPU (% of one core) the machine spent on anything but the server, its Redis and the load generator
+    during the window: on a shared machine, what other tenants took from the run."""
+    busy = result.get("cores_busy_percent")
+    if not busy:
+        return None
+    ours = sum(
+        v or 0.0
+        for v in (
+            (result.get("broker") or {}).get("cpu_percent"),
+            (result.get("redis") or {}).get("cpu_percent"),
+            result.get("client_cpu_percent"),
+        )
+    )
+    return round(max(0.0, sum(busy.values()) - ours), 1)
+
+
 def per_cpu_table(results: list[dict[str, Any]], base: str | None = None) -> str:
     """Every server side by side per scenario: deliveries/s and per second of server CPU, each as a ratio
-    to ``base`` (default: the first server), with the server's, Redis's and the load generator's CPU."""
+    to ``base`` (default: the first server), with the server's, Redis's, the load generator's and everyone
+    else's CPU (percent of one core; the machine has 100 % per core)."""
     servers = list(dict.fromkeys(r["server"] for r in results))
     base = base or (servers[0] if servers else None)
     by_key = {(r["server"], r["scenario"]): r for r in results}
@@ -176,7 +194,7 @@ def per_cpu_table(results: list[dict[str, Any]], base: str | None = None) -> str
             if r is None:
                 continue
             if r.get("failed"):
-                rows.append([name, server, *["-"] * 9, r["failed"][:60]])
+                rows.append([name, server, *["-"] * 10, r["failed"][:60]])
                 continue
             per_cpu, ref_cpu = r.get("deliveries_per_cpu_s"), ref.get("deliveries_per_cpu_s")
             rate, ref_rate = r["deliveries_per_s"], ref.get("deliveries_per_s")
@@ -192,6 +210,7 @@ def per_cpu_table(results: list[dict[str, Any]], base: str | None = None) -> str
                     _fmt((r.get("broker") or {}).get("cpu_percent")),
                     _fmt((r.get("redis") or {}).get("cpu_percent")),
                     _fmt(r.get("client_cpu_percent")),
+                    _fmt(_others(r)),
                     f"{r['lost']}",
                     "",
                 ]
@@ -207,6 +226,7 @@ def per_cpu_table(results: list[dict[str, Any]], base: str | None = None) -> str
         "srv CPU%",
         "redis CPU%",
         "load CPU%",
+        "others CPU%",
         "lost",
         "note",
     ]
