@@ -194,7 +194,7 @@ def per_cpu_table(results: list[dict[str, Any]], base: str | None = None) -> str
             if r is None:
                 continue
             if r.get("failed"):
-                rows.append([name, server, *["-"] * 10, r["failed"][:60]])
+                rows.append([name, server, *["-"] * 11, r["failed"][:60]])
                 continue
             per_cpu, ref_cpu = r.get("deliveries_per_cpu_s"), ref.get("deliveries_per_cpu_s")
             rate, ref_rate = r["deliveries_per_s"], ref.get("deliveries_per_s")
@@ -207,6 +207,7 @@ def per_cpu_table(results: list[dict[str, Any]], base: str | None = None) -> str
                     _fmt(per_cpu, 0),
                     _fmt(per_cpu / ref_cpu, 2) + "x" if per_cpu and ref_cpu else "-",
                     _fmt(r["latency_ms"]["p99"], 3),
+                    _fmt(r["latency_ms"].get("p999"), 3),
                     _fmt((r.get("broker") or {}).get("cpu_percent")),
                     _fmt((r.get("redis") or {}).get("cpu_percent")),
                     _fmt(r.get("client_cpu_percent")),
@@ -223,6 +224,7 @@ def per_cpu_table(results: list[dict[str, Any]], base: str | None = None) -> str
         "deliv/srv-CPU-s",
         f"per CPU vs {base}",
         "p99 ms",
+        "p99.9 ms",
         "srv CPU%",
         "redis CPU%",
         "load CPU%",
