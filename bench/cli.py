@@ -128,7 +128,14 @@ def _layout(args: argparse.Namespace) -> tuple[list[int] | None, list[int] | Non
     if args.no_pin:
         return None, None
     broker, load = default_cpu_layout()
-    return _cpus(args.broker_cpus) or broker, _cpus(args.load_cpus) or load
+    broker, load = _cpus(args.broker_cpus) or broker, _cpus(args.load_cpus) or load
+    kinds = args.order.split(",") if args.command == "race" else [getattr(args, "server", "ours")]
+    for kind in kinds:
+        workers = int(kind.removeprefix("gunicorn") or 1) if kind.startswith("gunicorn") else 1
+        if broker and workers > len(broker):
+            # Pinned to one core, N workers would only take turns on it: not what "every core" measures.
+            raise SystemExit(f"{kind} has {workers} workers for {len(broker)} server core(s): pass --no-pin")
+    return broker, load
 
 
 def _source(args: argparse.Namespace) -> tuple[Path, str]:
