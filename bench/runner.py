@@ -65,19 +65,33 @@ class ProcessWatch:
         self.rss_peak = max(self.rss_peak, rss)
         return rss
 
-    def cpu_seconds(self) -> float:
-        total = 0.0
+    def cpu_by_pid(self) -> dict[int, float]:
+        seconds = {}
         for process in self.tree():
             try:
                 times = process.cpu_times()
             except psutil.NoSuchProcess:
                 continue
-            total += times.user + times.system
-        return total
+            seconds[process.pid] = times.user + times.system
+        return seconds
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_by_pid().values())
 
     def start(self) -> None:
         if self.process is not None:
-            self.cpu_start, self.wall_start = self.cpu_seconds(), time.monotonic()
+            self.by_pid_start = self.cpu_by_pid()
+            self.cpu_start, self.wall_start = sum(self.by_pid_start.values()), time.monotonic()
+
+    def cpu_percent_by_process(self) -> dict[int, float]:
+        """Percent of a core per process of the tree since ``start()``: how a gunicorn or nginx master
+        spread the work over its workers (a worker that got no connections shows ~0)."""
+        if self.process is None or not self.wall_start:
+            return {}
+        wall = time.monotonic() - self.wall_start
+        now = self.cpu_by_pid()
+        start = getattr(self, "by_pid_start", {})
+        return {pid: round(100.0 * (cpu - start.get(pid, 0.0)) / wall, 1) for pid, cpu in now.items()}
 
     def cpu_percent(self) -> float | None:
         """Percent of one core used since ``start()`` (above 100 for several busy processes)."""
@@ -168,6 +182,7 @@ def run_scenario(
             broker.rss()
             time.sleep(min(RSS_SAMPLE_INTERVAL, left))
         broker_cpu, redis_cpu = broker.cpu_percent(), redis.cpu_percent()
+        broker_by_process = broker.cpu_percent_by_process()
         cores_busy = _busy_percent(cores_start, psutil.cpu_times(percpu=True), time.monotonic() - cores_wall)
         rss_end = broker.rss()
         reports = _wait_all(pipes, "report", timeout=plans[0].drain_timeout + 60)
@@ -195,6 +210,7 @@ def run_scenario(
         broker={
             "pid": target.broker_pid,
             "cpu_percent": broker_cpu,
+            "cpu_percent_by_process": broker_by_process if len(broker_by_process) > 1 else None,
             "rss_mb_before": _mb(rss_before),
             "rss_mb_end": _mb(rss_end),
             "rss_mb_peak": _mb(broker.rss_peak),

@@ -48,10 +48,13 @@ def test_nchan_target_delivers_everything_and_counts_its_cpu(kind, tmp_path):
 def test_gunicorn_two_workers_deliver_across_workers(tmp_path):
     with make_server("gunicorn2", tmp_path / "g", None, None) as server:
         workers = psutil.Process(server.process.pid).children()
+        master = server.process.pid
         result = _run(server, customise(SCENARIOS["fanout100"], subscribers=40))
     assert len(workers) == 2
     assert result["lost"] == 0 and result["received_deliveries"] == result["expected_deliveries"] > 0
     assert result["broker"]["cpu_percent"] is not None
+    by_process = result["broker"]["cpu_percent_by_process"]  # master + both workers, each counted
+    assert {w.pid for w in workers} | {master} == set(map(int, by_process))
 
 
 def test_many_connections_scenario_binds_many_sources_and_reports_its_costs(tmp_path):
