@@ -5,6 +5,10 @@
     python -m bench run --server reference ack                        # the reference cobras server instead
     python -m bench run --target ws://127.0.0.1:8765/v2 --appkey _pubsub --role pubsub --secret S ack
     python -m bench race --ours-rev HEAD                              # both servers, same load, ratios
+    python -m bench race --order ours,nchan-memory,nchan-redis fanout100 ack   # vs nginx + nchan, per CPU-s
+    python -m bench race --order gunicorn1,gunicorn2 --no-pin throughput      # 1 vs 2 gunicorn workers
+    python -m bench run c100k --connections 20000 --setup-concurrency 256    # many connections, one process
+    python -m bench run throughput fanout100 --half-load                     # + open loop at 50 % of max
     python -m bench chart bench/results/race-....json
 
 Results go to bench/results/ (gitignored) as JSON and PNG; the table printed is Markdown.
@@ -22,12 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from .profile import Profiler, summarise, summary_table
-from .race import median_runs, race, ratio_table
+from .race import median_runs, per_cpu_table, race, ratio_table
 from .report import RESULTS_DIR, chart, results_table, save
 from .runner import Target, failed_result, run_scenario
-from .scenarios import RACE_SCENARIOS, SCENARIOS, Scenario, customise
-from .servers import ROOT, LocalServer, default_cpu_layout, find_pid_listening, snapshot
+from .scenarios import RACE_SCENARIOS, SCENARIOS, Scenario, at_half_load, customise
+from .servers import ROOT, default_cpu_layout, find_pid_listening, snapshot
+from .targets import SERVER_KINDS, make_server, unsupported
 from .wsclient import split_target
+
+ON_REQUEST = ("c100k",)  # run only when named: 100,000 connections need raised kernel limits (README)
 
 
 def _cpus(text: str | None) -> list[int] | None:
@@ -61,6 +68,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="extra environment for the server(s) started, e.g. COBRA_HISTORY_MAX_LENGTH=0 (repeatable)",
     )
+    parser.add_argument(
+        "--half-load",
+        action="store_true",
+        help="after each throughput scenario, rerun it open loop at 50%% of the rate reached (p99, p99.9)",
+    )
     parser.add_argument("--name", help="file name prefix for the JSON and PNG")
     parser.add_argument("--no-chart", action="store_true")
 
@@ -71,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("list", help="the scenarios")
     run = commands.add_parser("run", help="run scenarios against one server")
     _common(run)
-    run.add_argument("--server", choices=("ours", "reference"), default="ours", help="server to start")
+    run.add_argument("--server", choices=SERVER_KINDS, default="ours", help="server to start")
     run.add_argument("--target", help="an already running server, ws://host:port/v2 (nothing is started)")
     run.add_argument("--appkey", default="_pubsub")
     run.add_argument("--role", default="pubsub")
@@ -82,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     racer = commands.add_parser("race", help="ours then the reference, same load, ratios")
     _common(racer)
-    racer.add_argument("--order", default="ours,reference", help="which server runs first")
+    racer.add_argument(
+        "--order",
+        default="ours,reference",
+        help=f"servers, in the order they run ({', '.join(SERVER_KINDS)}); ratios are to the first",
+    )
     racer.add_argument("--rounds", type=int, default=1, help="alternate the servers this many times; median")
     chart_cmd = commands.add_parser("chart", help="PNG of a results JSON")
     chart_cmd.add_argument("file", type=Path)
@@ -112,7 +128,14 @@ def _layout(args: argparse.Namespace) -> tuple[list[int] | None, list[int] | Non
     if args.no_pin:
         return None, None
     broker, load = default_cpu_layout()
-    return _cpus(args.broker_cpus) or broker, _cpus(args.load_cpus) or load
+    broker, load = _cpus(args.broker_cpus) or broker, _cpus(args.load_cpus) or load
+    kinds = args.order.split(",") if args.command == "race" else [getattr(args, "server", "ours")]
+    for kind in kinds:
+        workers = int(kind.removeprefix("gunicorn") or 1) if kind.startswith("gunicorn") else 1
+        if broker and workers > len(broker):
+            # Pinned to one core, N workers would only take turns on it: not what "every core" measures.
+            raise SystemExit(f"{kind} has {workers} workers for {len(broker)} server core(s): pass --no-pin")
+    return broker, load
 
 
 def _source(args: argparse.Namespace) -> tuple[Path, str]:
@@ -138,11 +161,11 @@ def _finish(name: str, document: dict[str, Any], results: list[dict[str, Any]], 
 
 
 def command_run(args: argparse.Namespace) -> int:
-    scenarios = _scenarios(args, list(SCENARIOS))
+    scenarios = _scenarios(args, [n for n in SCENARIOS if n not in ON_REQUEST])
     broker_cpus, load_cpus = _layout(args)
     results: list[dict[str, Any]] = []
     source, revision = _source(args)
-    started: LocalServer | None = None
+    started = None
     if args.target:
         if not args.secret:
             raise SystemExit("--target needs --secret (and --appkey/--role if not _pubsub/pubsub)")
@@ -150,16 +173,20 @@ def command_run(args: argparse.Namespace) -> int:
         target = Target("target", args.target, args.appkey, args.role, args.secret, broker_pid=pid)
     else:
         workdir = Path(tempfile.mkdtemp(prefix="bench-", dir=ROOT / ".state"))
-        started = LocalServer(
+        started = make_server(
             args.server, workdir, broker_cpus, load_cpus, source=source, extra_env=_server_env(args)
         ).start()
         target = started.target()
     try:
-        for scenario in scenarios:
+        queue = list(scenarios)
+        while queue:
+            scenario = queue.pop(0)
             print(f"{target.name}: {scenario.title} ...", file=sys.stderr, flush=True)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             profiler = Profiler(RESULTS_DIR / f"profile-{target.name}-{scenario.name}-{stamp}")
             try:
+                if reason := unsupported(target.name, scenario):
+                    raise RuntimeError(reason)
                 result = run_scenario(
                     scenario,
                     target,
@@ -176,6 +203,8 @@ def command_run(args: argparse.Namespace) -> int:
                 results.append(failed_result(scenario, target, str(exc)))
                 continue
             results.append(result)
+            if args.half_load and (derived := at_half_load(scenario, result["publishes_per_s"])):
+                queue.insert(0, derived)
             print(results_table(results[-1:]).split("\n", 2)[-1], file=sys.stderr, flush=True)
             if args.profile:
                 profiler.wait()
@@ -218,11 +247,15 @@ def command_race(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         extra_env=_server_env(args),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
+        half_load=args.half_load,
     )
     summary = median_runs(results)
     print(results_table(summary))
     print()
-    print(ratio_table(summary))
+    if any(r["server"] == "reference" for r in summary):
+        print(ratio_table(summary))
+        print()
+    print(per_cpu_table(summary))
     document = {
         "command": " ".join(sys.argv),
         "ours_source": revision,
@@ -230,6 +263,7 @@ def command_race(args: argparse.Namespace) -> int:
         "load_cpus": load_cpus,
         "results": summary,
         "ratios": ratio_table(summary),
+        "per_cpu": per_cpu_table(summary),
         "all_runs": results,
     }
     _finish(args.name or "race", document, summary, args.no_chart)

@@ -60,6 +60,8 @@ class WorkerPlan:
     setup_concurrency: int = 100  # connections being opened at the same time, per worker
     setup_timeout: float = 120.0
     drain_timeout: float = 10.0  # after the window: how long to wait for outstanding acks and deliveries
+    protocol: str = "cobra"  # "nchan": HTTP POST publishers + WebSocket subscribers of bench/nchan.py
+    source_addresses: int = 0  # >0: bind each socket to one of 127.0.0.2.. (this many), see pool.py
 
 
 def message_template(channel: str, message_size: int) -> bytes:
@@ -76,3 +78,10 @@ def message_template(channel: str, message_size: int) -> bytes:
     tail = b'"}}}'
     base = len(head) + len(tail) + 40  # the numbers filled in later take about 40 characters
     return head + b"x" * max(0, message_size - base) + tail
+
+
+def nchan_body(channel: str, message_size: int) -> bytes:
+    """What an nchan publisher POSTs: byte for byte the ``message`` object inside ``message_template``
+    (same size, same JSON), with ``%d`` slots for publisher, sequence, send time, fps."""
+    template = message_template(channel, message_size)
+    return template[template.index(b'"message":') + len(b'"message":') : -2]

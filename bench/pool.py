@@ -3,6 +3,7 @@ subscribe) and buffered writes over one epoll, shared by every connection of the
 
 from __future__ import annotations
 
+import base64
 import errno
 import os
 import select
@@ -16,6 +17,13 @@ from . import wsclient
 from .plan import PublisherSpec, SubscriberSpec, WorkerPlan
 
 RECV_SIZE = 1 << 18
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux >= 4.2
+
+
+def source_address(index: int, count: int) -> str:
+    """The ``index``-th of ``count`` loopback source addresses 127.0.0.2, 127.0.0.3, ... (wrapping)."""
+    n = 2 + index % count  # 127.0.0.1 is the server's; the whole of 127.0.0.0/8 is loopback on Linux
+    return f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
 
 
 class Conn:
@@ -60,12 +68,28 @@ class ConnectionPool:
         self.errors: list[str] = []
         self.disconnects = 0
         self.pub_conn: dict[int, Conn] = {}
+        self.opened = 0
+        self.setup_ns = (0, 0)  # monotonic ns when set-up began and when the last connection was ready
 
     # ------------------------------------------------------------------ set-up
     def open(self, kind: str, spec: PublisherSpec | SubscriberSpec | None) -> Conn:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
+        if self.plan.source_addresses:
+            # Many source addresses across 127.0.0.0/8: a (source address, port) pair per connection, so
+            # 100,000 connections to one port do not run out of the ~28,000 ephemeral ports of one address.
+            # IP_BIND_ADDRESS_NO_PORT lets the kernel pick the port at connect() by the whole 4-tuple.
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind(
+                (
+                    source_address(
+                        self.plan.worker_id + self.opened * self.plan.n_workers, self.plan.source_addresses
+                    ),
+                    0,
+                )
+            )
+        self.opened += 1
         err = sock.connect_ex((self.host, self.port))
         if err not in (0, errno.EINPROGRESS):
             raise OSError(err, os.strerror(err))
@@ -81,6 +105,7 @@ class ConnectionPool:
         todo += [("idle", None)] * plan.idle
         todo.reverse()
         deadline = time.monotonic() + plan.setup_timeout
+        began = time.monotonic_ns()
         pending = 0
         while todo or pending:
             while todo and pending < plan.setup_concurrency:
@@ -91,22 +116,36 @@ class ConnectionPool:
                     self.pub_conn[spec.pub_id] = conn
             for fd, events in self.epoll.poll(0.5):
                 conn = self.conns[fd]
-                if events & select.EPOLLOUT and conn.state == "connecting":
-                    self.start_upgrade(conn)
+                if events & select.EPOLLOUT and conn.state == "connecting" and self.start_upgrade(conn):
+                    pending -= 1
+                    continue
                 if events & (select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP) and self.setup_read(conn):
                     pending -= 1
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{pending} connection(s) not ready after {plan.setup_timeout}s")
+        self.setup_ns = (began, time.monotonic_ns())
 
-    def start_upgrade(self, conn: Conn) -> None:
+    def start_upgrade(self, conn: Conn) -> bool:
+        """Send the upgrade once connected; True if the connection needs nothing more (an nchan publisher)."""
         err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             raise OSError(err, f"connect to {self.host}:{self.port}: {os.strerror(err)}")
-        request, conn.accept = wsclient.json_upgrade(self.host, self.port, self.path, self.plan.appkey)
-        conn.sock.sendall(request)
-        conn.state = "upgrade"
         self.epoll.modify(conn.fd, select.EPOLLIN)
         conn.want_write = False
+        if self.plan.protocol == "nchan":
+            if conn.kind == "pub":  # plain HTTP/1.1 keep-alive: POSTs are sent during the run
+                conn.state = "ready"
+                return True
+            channel = conn.spec.channel if conn.kind == "sub" else f"idle-{self.plan.worker_id}"
+            key = base64.b64encode(os.urandom(16)).decode()
+            headers = {"Host": f"{self.host}:{self.port}", "Sec-WebSocket-Key": key}
+            request = wsclient.upgrade_request(f"/sub/{channel}", headers)
+            conn.accept = wsclient.accept_key(key)
+        else:
+            request, conn.accept = wsclient.json_upgrade(self.host, self.port, self.path, self.plan.appkey)
+        conn.sock.sendall(request)
+        conn.state = "upgrade"
+        return False
 
     def setup_read(self, conn: Conn) -> bool:
         """Advance the set-up of ``conn`` with what arrived; True once it is ready."""
@@ -123,6 +162,9 @@ class ConnectionPool:
                 return False
             wsclient.check_upgrade_response(bytes(conn.inbuf[:head_end]), conn.accept)
             del conn.inbuf[: head_end + 4]
+            if self.plan.protocol == "nchan":  # subscribed by the upgrade itself
+                conn.state = "ready"
+                return True
             conn.state = "handshake"
             self.send(conn, wsclient.handshake_pdu(self.plan.role))
         frames, end = wsclient.parse_frames(conn.inbuf)

@@ -12,8 +12,8 @@ from typing import Any
 
 from .report import markdown_table
 from .runner import failed_result, run_scenario
-from .scenarios import Scenario
-from .servers import LocalServer
+from .scenarios import Scenario, at_half_load
+from .targets import make_server, unsupported
 
 THROUGHPUT_FACTOR = 5.0  # issue #7: at least 5x the reference's delivered messages/s
 FANOUT_1000_FLOOR = 100_000  # deliveries/s
@@ -35,25 +35,32 @@ def race(
     rounds: int = 1,
     extra_env: dict[str, str] | None = None,
     progress: Callable[[str], None] = print,
+    half_load: bool = False,
 ) -> list[dict[str, Any]]:
     """Every run of every scenario; with ``rounds`` > 1 the servers alternate round after round, so that a
-    burst of load from elsewhere on a shared machine does not land on one server only."""
+    burst of load from elsewhere on a shared machine does not land on one server only. ``half_load``: after
+    each throughput scenario, the same one open loop at half the rate that server reached (at_half_load)."""
     results = []
     for round_no in range(1, rounds + 1):
         for kind in order:
-            server = LocalServer(
+            server = make_server(
                 kind,
                 workdir / f"{kind}-{round_no}",
                 broker_cpus,
                 load_cpus,
                 source=source,
-                extra_env=dict(extra_env or {}),
+                extra_env=extra_env,
             )
             progress(f"round {round_no}/{rounds}: starting {kind} on port {server.port} ...")
             with server:
-                for scenario in scenarios:
+                queue = list(scenarios)
+                while queue:
+                    scenario = queue.pop(0)
                     progress(f"  {kind}: {scenario.title} ({duration:g} s + {warmup:g} s warm-up)")
+                    reason = unsupported(kind, scenario)
                     try:
+                        if reason:
+                            raise RuntimeError(reason)
                         result = run_scenario(
                             scenario,
                             server.target(),
@@ -69,6 +76,9 @@ def race(
                         result = failed_result(scenario, server.target(), str(exc))
                     result["round"] = round_no
                     results.append(result)
+                    derived = at_half_load(scenario, result["publishes_per_s"]) if half_load else None
+                    if derived is not None and not result.get("failed"):
+                        queue.insert(0, derived)
     return results
 
 
@@ -148,5 +158,78 @@ def ratio_table(results: list[dict[str, Any]]) -> str:
         "p99 ours/ref",
         "lost o/r",
         "targets",
+    ]
+    return markdown_table(headers, rows)
+
+
+def _others(result: dict[str, Any]) -> float | None:
+    """CPU (% of one core) the machine spent on anything but the server, its Redis and the load generator
+    during the window: on a shared machine, what other tenants took from the run."""
+    busy = result.get("cores_busy_percent")
+    if not busy:
+        return None
+    ours = sum(
+        v or 0.0
+        for v in (
+            (result.get("broker") or {}).get("cpu_percent"),
+            (result.get("redis") or {}).get("cpu_percent"),
+            result.get("client_cpu_percent"),
+        )
+    )
+    return round(max(0.0, sum(busy.values()) - ours), 1)
+
+
+def per_cpu_table(results: list[dict[str, Any]], base: str | None = None) -> str:
+    """Every server side by side per scenario: deliveries/s and per second of server CPU, each as a ratio
+    to ``base`` (default: the first server), with the server's, Redis's, the load generator's and everyone
+    else's CPU (percent of one core; the machine has 100 % per core)."""
+    servers = list(dict.fromkeys(r["server"] for r in results))
+    base = base or (servers[0] if servers else None)
+    by_key = {(r["server"], r["scenario"]): r for r in results}
+    rows = []
+    for name in dict.fromkeys(r["scenario"] for r in results):
+        ref = by_key.get((base, name)) or {}
+        for server in servers:
+            r = by_key.get((server, name))
+            if r is None:
+                continue
+            if r.get("failed"):
+                rows.append([name, server, *["-"] * 11, r["failed"][:60]])
+                continue
+            per_cpu, ref_cpu = r.get("deliveries_per_cpu_s"), ref.get("deliveries_per_cpu_s")
+            rate, ref_rate = r["deliveries_per_s"], ref.get("deliveries_per_s")
+            rows.append(
+                [
+                    name,
+                    server,
+                    _fmt(rate, 0),
+                    _fmt(rate / ref_rate, 2) + "x" if ref_rate else "-",
+                    _fmt(per_cpu, 0),
+                    _fmt(per_cpu / ref_cpu, 2) + "x" if per_cpu and ref_cpu else "-",
+                    _fmt(r["latency_ms"]["p99"], 3),
+                    _fmt(r["latency_ms"].get("p999"), 3),
+                    _fmt((r.get("broker") or {}).get("cpu_percent")),
+                    _fmt((r.get("redis") or {}).get("cpu_percent")),
+                    _fmt(r.get("client_cpu_percent")),
+                    _fmt(_others(r)),
+                    f"{r['lost']}",
+                    "",
+                ]
+            )
+    headers = [
+        "scenario",
+        "server",
+        "deliv/s",
+        f"vs {base}",
+        "deliv/srv-CPU-s",
+        f"per CPU vs {base}",
+        "p99 ms",
+        "p99.9 ms",
+        "srv CPU%",
+        "redis CPU%",
+        "load CPU%",
+        "others CPU%",
+        "lost",
+        "note",
     ]
     return markdown_table(headers, rows)

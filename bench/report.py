@@ -68,8 +68,9 @@ def results_table(results: list[dict[str, Any]]) -> str:
         if r.get("idle"):
             idle = r["idle"]
             notes.append(
-                f"{r['server']} {r['scenario']}: {idle['connections']:,} idle connections, "
-                f"{idle['rss_kb_per_connection']} KB of broker RSS each"
+                f"{r['server']} {r['scenario']}: {idle['connections']:,} connections held, "
+                f"{idle['rss_kb_per_connection']} KB of broker RSS each; connect storm "
+                f"{r.get('connects_per_s', 0):,.0f} connections/s set up (upgrade, auth, subscribe)"
             )
         if r.get("failed"):
             notes.append(f"{r['server']} {r['scenario']}: FAILED: {r['failed'][:300]}")

@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 
+from .limits import kernel_limits
 from .plan import matching_count
 from .scenarios import Scenario, build_plans
 from .worker import worker_main
@@ -32,10 +33,13 @@ class Target:
     secret: str
     broker_pid: int | None = None
     redis_pid: int | None = None
+    protocol: str = "cobra"  # "cobra" | "nchan" (bench/nchan.py): what the load processes speak
 
 
 class ProcessWatch:
-    """CPU and RSS of a local process, sampled without disturbing it (psutil reads /proc)."""
+    """CPU and RSS of a local process *and its children*, sampled without disturbing it (psutil reads
+    /proc/<pid>/stat and statm). Children count because nginx and gunicorn serve from worker processes
+    forked by an idle master; our ``python -m app run`` has none."""
 
     def __init__(self, pid: int | None) -> None:
         self.process = psutil.Process(pid) if pid else None
@@ -43,25 +47,58 @@ class ProcessWatch:
         self.wall_start = 0.0
         self.rss_peak = 0
 
-    def rss(self) -> int:
+    def tree(self) -> list[psutil.Process]:
         if self.process is None:
-            return 0
-        rss = self.process.memory_info().rss
+            return []
+        try:
+            return [self.process, *self.process.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def rss(self) -> int:
+        rss = 0
+        for process in self.tree():
+            try:
+                rss += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
         self.rss_peak = max(self.rss_peak, rss)
         return rss
 
+    def cpu_by_pid(self) -> dict[int, float]:
+        seconds = {}
+        for process in self.tree():
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            seconds[process.pid] = times.user + times.system
+        return seconds
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_by_pid().values())
+
     def start(self) -> None:
         if self.process is not None:
-            times = self.process.cpu_times()
-            self.cpu_start, self.wall_start = times.user + times.system, time.monotonic()
+            self.by_pid_start = self.cpu_by_pid()
+            self.cpu_start, self.wall_start = sum(self.by_pid_start.values()), time.monotonic()
+
+    def cpu_percent_by_process(self) -> dict[int, float]:
+        """Percent of a core per process of the tree since ``start()``: how a gunicorn or nginx master
+        spread the work over its workers (a worker that got no connections shows ~0)."""
+        if self.process is None or not self.wall_start:
+            return {}
+        wall = time.monotonic() - self.wall_start
+        now = self.cpu_by_pid()
+        start = getattr(self, "by_pid_start", {})
+        return {pid: round(100.0 * (cpu - start.get(pid, 0.0)) / wall, 1) for pid, cpu in now.items()}
 
     def cpu_percent(self) -> float | None:
-        """Percent of one core used since ``start()``."""
+        """Percent of one core used since ``start()`` (above 100 for several busy processes)."""
         if self.process is None:
             return None
-        times = self.process.cpu_times()
         wall = time.monotonic() - self.wall_start
-        return round(100.0 * (times.user + times.system - self.cpu_start) / wall, 1) if wall > 0 else None
+        return round(100.0 * (self.cpu_seconds() - self.cpu_start) / wall, 1) if wall > 0 else None
 
 
 def percentiles(samples_us: array, step: int = 1) -> dict[str, float | int | None]:
@@ -101,6 +138,7 @@ def run_scenario(
         cpus=load_cpus,
         run_tag=run_tag,
         setup_concurrency=setup_concurrency,
+        protocol=target.protocol,
     )
     n_workers, n_publishers = len(plans), scenario.publishers
     ctx = multiprocessing.get_context("fork")  # the plans are plain data; fork starts ten processes in ms
@@ -122,7 +160,10 @@ def run_scenario(
         pipes.append(parent)
         processes.append(process)
     try:
-        connections = _wait_all(pipes, "ready", timeout=plans[0].setup_timeout + 30)
+        ready = _wait_all(pipes, "ready", timeout=plans[0].setup_timeout + 30)
+        connections = [r["connections"] for r in ready]
+        setup_began = min(r["setup_ns"][0] for r in ready)
+        setup_done = max(r["setup_ns"][1] for r in ready)
         if scenario.idle:
             time.sleep(settle)  # let the broker finish its per-connection allocations before measuring
         rss_connected = broker.rss()
@@ -141,6 +182,7 @@ def run_scenario(
             broker.rss()
             time.sleep(min(RSS_SAMPLE_INTERVAL, left))
         broker_cpu, redis_cpu = broker.cpu_percent(), redis.cpu_percent()
+        broker_by_process = broker.cpu_percent_by_process()
         cores_busy = _busy_percent(cores_start, psutil.cpu_times(percpu=True), time.monotonic() - cores_wall)
         rss_end = broker.rss()
         reports = _wait_all(pipes, "report", timeout=plans[0].drain_timeout + 60)
@@ -160,10 +202,15 @@ def run_scenario(
         warmup_s=warmup,
         workers=n_workers,
         connections=sum(connections),
+        # The connect storm: every connection upgraded, handshaken, authenticated (and subscribed) over
+        # all load processes at once, bounded by --setup-concurrency.
+        setup_s=round((setup_done - setup_began) / 1e9, 3),
+        connects_per_s=round(sum(connections) * 1e9 / max(1, setup_done - setup_began), 1),
         load_cpus=load_cpus,
         broker={
             "pid": target.broker_pid,
             "cpu_percent": broker_cpu,
+            "cpu_percent_by_process": broker_by_process if len(broker_by_process) > 1 else None,
             "rss_mb_before": _mb(rss_before),
             "rss_mb_end": _mb(rss_end),
             "rss_mb_peak": _mb(broker.rss_peak),
@@ -184,13 +231,14 @@ def run_scenario(
     if scenario.idle and target.broker_pid:
         # Measured at the end of the window, after warm-up + duration of silence: our broker releases a
         # connection's writer greenlet after 5 s idle, so this is the steady cost of an idle connection.
+        # With subscribers too (c100k) it is the cost of the average connection, subscribed or not.
+        held = sum(connections) if scenario.subscribers > 1 else scenario.idle
         result["idle"] = {
-            "connections": scenario.idle,
-            "rss_kb_per_connection": round((rss_end - rss_before) / 1024 / scenario.idle, 2),
-            "rss_kb_per_connection_just_connected": round(
-                (rss_connected - rss_before) / 1024 / scenario.idle, 2
-            ),
+            "connections": held,
+            "rss_kb_per_connection": round((rss_end - rss_before) / 1024 / held, 2),
+            "rss_kb_per_connection_just_connected": round((rss_connected - rss_before) / 1024 / held, 2),
         }
+        result["kernel_limits"] = kernel_limits()
     return result
 
 

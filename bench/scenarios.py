@@ -24,6 +24,7 @@ class Scenario:
     filtered: bool = False
     idle: int = 0
     message_size: int = 256
+    source_addresses: int = 0  # >0: load sockets bound across 127.0.0.2.. (see pool.source_address)
 
     def describe(self) -> dict[str, object]:
         return asdict(self)
@@ -89,6 +90,18 @@ SCENARIOS: dict[str, Scenario] = {
             subscribers=0,
             idle=10_000,
         ),
+        # Issue 18: one broker process holding 100,000 authenticated connections, half of them subscribed to
+        # one channel; one publish a second is fanned out to all of them (p99 of those deliveries), the
+        # connect storm is timed, and RSS per connection is measured. --connections scales it down.
+        Scenario(
+            "c100k",
+            "(h) 100,000 authenticated connections, half subscribed: RSS each, fan-out p99, connect rate",
+            "memory",
+            subscribers=50_000,
+            idle=50_000 - 1,
+            rate=1.0,
+            source_addresses=64,
+        ),
     )
 }
 
@@ -109,7 +122,11 @@ def customise(
         changes["subscribers"] = subscribers
     if rate is not None and scenario.rate:
         changes["rate"] = rate
-    if connections is not None and scenario.idle:
+    if connections is not None and scenario.idle and scenario.subscribers > 1:
+        # Half subscribed, the other half idle, one of them the publisher (c100k).
+        changes["subscribers"] = connections // 2
+        changes["idle"] = max(0, connections - connections // 2 - scenario.publishers)
+    elif connections is not None and scenario.idle:
         changes["idle"] = connections
     if message_size is not None:
         changes["message_size"] = message_size
@@ -127,6 +144,7 @@ def build_plans(
     cpus: list[int] | None,
     run_tag: str,
     setup_concurrency: int = 64,
+    protocol: str = "cobra",
 ) -> list[WorkerPlan]:
     """Spread the scenario's connections over load processes.
 
@@ -182,6 +200,9 @@ def build_plans(
             pub_channels=[p.channel for p in publishers],
             cpus=cpus,
             setup_concurrency=max(4, setup_concurrency // workers),
+            protocol=protocol,
+            source_addresses=scenario.source_addresses,
+            setup_timeout=max(120.0, total / 100),  # a 100,000-connection storm at >= 100/s
         )
         for w in range(workers)
     ]
@@ -193,3 +214,17 @@ def build_plans(
     for k in range(scenario.idle):
         plans[k % workers].idle += 1
     return plans
+
+
+def at_half_load(scenario: Scenario, max_publishes_per_s: float) -> Scenario | None:
+    """The same publishers, channels and subscribers open loop at half of ``max_publishes_per_s`` (what the
+    closed-loop run of ``scenario`` achieved): latency under load, p99 and p99.9, not at saturation."""
+    if scenario.kind != "throughput" or scenario.rate or max_publishes_per_s <= 0:
+        return None
+    return replace(
+        scenario,
+        name=f"{scenario.name}-at50",  # in channel names: no "%" (a format character)
+        title=f"{scenario.title}, open loop at 50 % of its max ({max_publishes_per_s / 2:,.0f} publishes/s)",
+        kind="latency",
+        rate=round(max_publishes_per_s / 2, 1),
+    )

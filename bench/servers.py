@@ -25,6 +25,7 @@ import yaml
 
 from app.embedded_redis import RedisProcess, free_port
 
+from .limits import raise_nofile
 from .runner import Target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ def wait_http_ok(url: str, process: subprocess.Popen, timeout: float, log: Path)
 class LocalServer:
     """A server process and its Redis, started for one benchmark and stopped after it."""
 
-    kind: str  # "ours" | "reference"
+    kind: str  # "ours" | "reference" | "gunicorn1", "gunicorn2"... (ours under gunicorn, N workers)
     workdir: Path
     broker_cpus: list[int] | None = None
     load_cpus: list[int] | None = None
@@ -144,24 +145,53 @@ class LocalServer:
         command, env = self._command(apps_yaml)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process, closed in stop()
         self.process = subprocess.Popen(
-            command, cwd=self.source, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            command,
+            cwd=self.source,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=raise_nofile,
         )
         log.close()
         if self.broker_cpus:
             os.sched_setaffinity(self.process.pid, self.broker_cpus)
         try:
             wait_http_ok(f"http://127.0.0.1:{self.port}/health/", self.process, timeout, self.log_path)
+            if self.kind.startswith("gunicorn"):
+                self._wait_workers(int(self.kind.removeprefix("gunicorn") or "1"), timeout)
             time.sleep(1.0)  # /health/ answers before either server has connected to Redis
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _wait_workers(self, count: int, timeout: float) -> None:
+        """Until gunicorn has forked ``count`` workers and each has served /health/ (its broker is up)."""
+        deadline = time.monotonic() + timeout
+        while len(psutil.Process(self.process.pid).children()) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"gunicorn did not fork {count} workers:\n{self.log_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.1)
+        time.sleep(2.0)  # each worker connects to Redis and loads the config after the fork
+
     def _command(self, apps_yaml: Path) -> tuple[list[str], dict[str, str]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COBRA_") and k != "REDIS_URL"}
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.extra_env)
         assert self.redis is not None
+        if self.kind.startswith("gunicorn"):
+            # Ours under gunicorn with N CobraWorker processes (gunicorn.conf.py); they meet in this Redis,
+            # so a delivery to a subscriber of another worker crosses Redis Pub/Sub.
+            env.update(REDIS_URL=self.redis.url, COBRA_STATE_DIR=str(self.workdir / "ours-state"))
+            env.update(COBRA_APPS_CONFIG=str(apps_yaml), COBRA_LOG_LEVEL="WARNING")
+            env.pop("WEB_CONCURRENCY", None)
+            workers = self.kind.removeprefix("gunicorn") or "1"
+            command = [sys.executable, "-m", "gunicorn", "-c", str(self.source / "gunicorn.conf.py")]
+            command += ["-w", workers, "--worker-connections", "200000", "--backlog", "4096"]
+            return [*command, "-b", f"127.0.0.1:{self.port}", "--no-control-socket", "wsgi:application"], env
         if self.kind == "ours":
             env.update(REDIS_URL=self.redis.url, COBRA_STATE_DIR=str(self.workdir / "ours-state"))
             # WARNING: both servers log at the reference's default level, so neither pays for per-connection

@@ -22,11 +22,13 @@ from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
 from . import wsclient
-from .plan import SubscriberSpec, WorkerPlan, message_template
+from .limits import raise_nofile
+from .plan import SubscriberSpec, WorkerPlan, message_template, nchan_body
 from .pool import RECV_SIZE, Conn, ConnectionPool
 
 BENCH_RE = re.compile(rb'"_b":\s*\[(\d+),\s*(\d+),\s*(\d+)\]')
 ID_RE = re.compile(rb'"id":\s*(\d+)')
+LENGTH_RE = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 FIRST_ID = 10  # publish ids start here (0 and 1 are the auth PDUs)
 MAX_SAMPLES = 4_000_000  # latency samples kept per worker (8 bytes each); beyond it every other one is kept
 
@@ -45,7 +47,12 @@ class Worker(ConnectionPool):
         self.sent_window = dict.fromkeys(self.pubs, 0)
         self.pub_errors = dict.fromkeys(self.pubs, 0)
         self.next_due = dict.fromkeys(self.pubs, 0)
-        self.templates = {p.pub_id: message_template(p.channel, p.message_size) for p in plan.publishers}
+        self.nchan = plan.protocol == "nchan"
+        if self.nchan:  # a whole pipelined POST per message; the body is our publishers' message object
+            self.templates = {p.pub_id: nchan_post(p.channel, p.message_size) for p in plan.publishers}
+        else:
+            self.templates = {p.pub_id: message_template(p.channel, p.message_size) for p in plan.publishers}
+        self.next_ack = dict.fromkeys(self.pubs, FIRST_ID)  # nchan answers in order: the oldest is acked
         self.sent_at: dict[int, dict[int, int]] = {p: {} for p in self.pubs}
         # Subscriber state, by sub_id: last sequence and count received from each publisher.
         self.subs = {s.sub_id: s for s in plan.subscribers}
@@ -76,6 +83,9 @@ class Worker(ConnectionPool):
             return
         buf = conn.inbuf
         buf += data
+        if self.nchan and conn.kind == "pub":
+            self.on_http_acks(conn, buf, now)
+            return
         frames, end = wsclient.parse_frames(buf)
         if not frames:
             return
@@ -134,6 +144,38 @@ class Worker(ConnectionPool):
             if started is not None and in_window:
                 self.ack_latency.append((now - started) // 1000)
 
+    def on_http_acks(self, conn: Conn, buf: bytearray, now: int) -> None:
+        """Complete HTTP responses to pipelined POSTs (nchan): 2xx is an ack, anything else an error."""
+        pub = conn.spec.pub_id
+        pos = acks = errors = 0
+        while (head_end := buf.find(b"\r\n\r\n", pos)) >= 0:
+            length = LENGTH_RE.search(buf, pos, head_end + 2)
+            end = head_end + 4 + (int(length[1]) if length else 0)
+            if end > len(buf):
+                break
+            if buf[pos + 9 : pos + 10] == b"2":
+                acks += 1
+            else:
+                errors += 1
+                if len(self.errors) < 5:
+                    self.errors.append(bytes(buf[pos:end][:300]).decode(errors="replace"))
+            pos = end
+        if not pos:
+            return
+        del buf[:pos]
+        self.inflight[pub] -= acks + errors
+        self.pub_errors[pub] += errors
+        self.acked[pub] += acks
+        in_window = self.window[0] <= now < self.window[1]
+        if in_window:
+            self.acked_window[pub] += acks
+        sent_at, first = self.sent_at[pub], self.next_ack[pub]
+        for pdu_id in range(first, first + acks + errors):
+            started = sent_at.pop(pdu_id, None)
+            if started is not None and in_window:
+                self.ack_latency.append((now - started) // 1000)
+        self.next_ack[pub] = first + acks + errors
+
     def note_error(self, buf: bytearray, end: int) -> None:
         if len(self.errors) < 5:
             start = max(0, buf.find(b"/error", 0, end) - 40)
@@ -149,9 +191,13 @@ class Worker(ConnectionPool):
         chunks = []
         for i in range(count):
             stamp_i = stamp + i * step
-            chunks.append(
-                wsclient.encode_frame(template % (seq + FIRST_ID, pub, seq, stamp_i, seq % 60), conn.mask)
-            )
+            if self.nchan:
+                body = template[1] % (pub, seq, stamp_i, seq % 60)
+                chunks.append(template[0] % len(body) + body)
+            else:
+                chunks.append(
+                    wsclient.encode_frame(template % (seq + FIRST_ID, pub, seq, stamp_i, seq % 60), conn.mask)
+                )
             sent_at[seq + FIRST_ID] = stamp_i
             seq += 1
         self.seq[pub] = seq
@@ -290,6 +336,15 @@ class Worker(ConnectionPool):
                 self.on_readable(self.conns[fd], time.monotonic_ns())
 
 
+def nchan_post(channel: str, message_size: int) -> tuple[bytes, bytes]:
+    """(request head with a ``%d`` for Content-Length, body template) of a POST to nchan's publisher."""
+    head = (
+        b"POST /pub/" + channel.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    )
+    return head, nchan_body(channel, message_size)
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -299,13 +354,14 @@ def worker_main(plan: WorkerPlan, control: Pipe, progress: Any) -> None:
     """Entry point of a load process (multiprocessing target)."""
     if plan.cpus:
         os.sched_setaffinity(0, plan.cpus)
+    raise_nofile()
     worker = Worker(plan, control, progress)
     try:
         worker.setup()
     except Exception as exc:
         control.send(("failed", f"worker {plan.worker_id}: {type(exc).__name__}: {exc}"))
         return
-    control.send(("ready", len(worker.conns)))
+    control.send(("ready", {"connections": len(worker.conns), "setup_ns": worker.setup_ns}))
     message = control.recv()
     if message[0] != "go":
         return

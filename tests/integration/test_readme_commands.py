@@ -111,6 +111,26 @@ EXERCISED_BY: list[tuple[str, str]] = [
         "tests/integration/test_readme_commands.py::test_settings_and_bench_list_run",
     ),
     (r"^bench/race\.sh", "tests/integration/test_readme_commands.py::test_race_sh_takes_the_readme_flags"),
+    (
+        r"^scripts/install-bench-tools\.sh",
+        "tests/integration/test_bench_targets.py::test_install_script_finds_the_installed_nchan",
+    ),
+    (
+        r"^python -m bench race --order ours,nchan-memory,nchan-redis",
+        "tests/integration/test_bench_targets.py::test_nchan_target_delivers_everything_and_counts_its_cpu",
+    ),
+    (
+        r"^python -m bench race --order gunicorn1,gunicorn2",
+        "tests/integration/test_bench_targets.py::test_gunicorn_two_workers_deliver_across_workers",
+    ),
+    (
+        r"^python -m bench run c100k",
+        "tests/integration/test_bench_targets.py::test_many_connections_scenario_binds_many_sources_and_reports_its_costs",
+    ),
+    (
+        r"^python -m bench run .*--half-load",
+        "tests/unit/test_bench_harness.py::test_half_load_is_open_loop_at_half_the_rate_reached",
+    ),
     (r"^python -m bench\.\w+", "tests/integration/test_readme_commands.py::test_settings_and_bench_list_run"),
     (
         r"^REDIS_URL=\S+ gunicorn -c gunicorn\.conf\.py wsgi:application$",

@@ -1,0 +1,48 @@
+"""Process limits the benchmark raises for itself: 100,000 connections need 100,000 descriptors a side.
+
+The kernel limits it cannot set (root sets them with sysctl; README's Deployment section lists them):
+``fs.nr_open`` caps any RLIMIT_NOFILE, ``fs.file-max`` all descriptors of the machine,
+``net.core.somaxconn`` a listen backlog, ``net.ipv4.ip_local_port_range`` the ephemeral ports *per source
+address* (the load side spreads its sockets over 127.0.0.0/8, see pool.source_address: not the limit).
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+
+def raise_nofile(wanted: int = 1_048_576) -> int:
+    """Raise this process's RLIMIT_NOFILE towards ``wanted`` (the hard limit too, when privileged); returns
+    the soft limit now in force. Used by the load processes and (as ``preexec_fn``) the servers started:
+    100,000 connections need 100,000 descriptors on each side. fs.nr_open caps what root may set."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
+    except OSError:
+        nr_open = wanted
+    target = min(wanted, nr_open)
+    if hard < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
+            return target
+        except (ValueError, OSError):
+            target = hard  # unprivileged: the hard limit is as far as it goes
+    target = min(target, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return max(soft, target)
+
+
+def kernel_limits() -> dict[str, str]:
+    """The sysctls that bound a 100,000-connection run, as read now (recorded with the results)."""
+    names = ("fs/file-max", "fs/nr_open", "net/core/somaxconn", "net/ipv4/ip_local_port_range")
+    found = {}
+    for name in names:
+        try:
+            found[name.replace("/", ".")] = " ".join(Path("/proc/sys", name).read_text().split())
+        except OSError:
+            found[name.replace("/", ".")] = "?"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    found["RLIMIT_NOFILE"] = f"{soft} (hard {hard})"
+    return found
