@@ -75,6 +75,7 @@ class Stats:
         self.delivered_bytes = 0
         self.errors = 0
         self.auth_failures = 0
+        self.auth_timeouts = 0  # connections closed for not authenticating within auth_timeout
         self.slow_consumer_disconnects = 0
         self.publish_batches = 0
         self.publish_batch_commands = 0

@@ -65,6 +65,20 @@ def authenticate(session: Session, request: Request, services: Services, client:
         return _auth_failed(session, request, services, client, "invalid_role")
     if nonce is None or not auth.verify_challenge(role, nonce, candidate, time.time()):
         return _auth_failed(session, request, services, client, "challenge_failed")
+    refusal = services.limits.app_connection_refusal(app, services.cluster.authenticated_connections(app.key))
+    if refusal is not None:
+        log.info("connection %s: %s", session.id, refusal, extra={"connection_id": session.id})
+        client.send_payload(
+            protocol.error(
+                request.action,
+                request.id,
+                "authentication_failed",
+                ErrorCode.AUTHENTICATION_FAILED,
+                reason="connection_limit",
+            )
+        )
+        client.close(CLOSE_POLICY_VIOLATION, "app at its connection limit")
+        return None
     session.authenticated(role.name)
     services.cluster.connection_changed(session.id, session.info())
     return protocol.ok(request.action, request.id, {})
