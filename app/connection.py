@@ -42,6 +42,7 @@ from .websocket import (
     encode_frame,
     text_frame_header,
 )
+from .websocket.frames import compressed_push_frame
 
 if TYPE_CHECKING:
     from .services import Services
@@ -246,7 +247,9 @@ class Connection:
         number = b"%d" % counter
         size = PUSH_HEAD_SIZE + len(number) + len(subscription_part) + len(tail)
         if self._compress_from is not None and size >= self._compress_from:
-            self._enqueue(self.ws.encode_message(b"".join((PUSH_HEAD, number, subscription_part, tail))))
+            # the tail is compressed once per publish, not once per subscription (SECURITY.md)
+            prefix = b"".join((PUSH_HEAD, number, subscription_part))
+            self._enqueue(compressed_push_frame(OP_TEXT, prefix, tail, self.ws.window_bits))
         else:
             self._enqueue(b"".join((text_frame_header(size), PUSH_HEAD, number, subscription_part, tail)))
 
