@@ -63,7 +63,10 @@ class Settings:
     http_keepalive: float = _knob(
         5.0, "seconds an idle HTTP keep-alive connection waits for its next request (gunicorn: its keepalive)"
     )
-    http_max_header_bytes: int = _knob(16384, "largest request head (request line and headers) in bytes")
+    http_max_header_bytes: int = _knob(
+        16384,
+        "largest header block of a request in bytes (the request line has its own 8 KiB cap); over it, 431",
+    )
     http_max_headers: int = _knob(64, "most header lines one request may carry")
     auth_timeout: float = _knob(
         10.0, "seconds an upgraded WebSocket has to complete auth/authenticate before it is closed (1008)"
