@@ -197,10 +197,11 @@ class Cluster:
             if self.on_authenticated is not None:
                 self.on_authenticated(connection_id)
 
-    def authenticated_connections(self, app_key: str) -> int:
+    def authenticated_connections(self, app_key: str, cluster_wide: bool = True) -> int:
         """The app's authenticated connections in the cluster: this process's now, the others' as of
-        their last heartbeat."""
-        return self.authenticated_per_app[app_key] + self.remote_app_connections[app_key]
+        their last heartbeat (or this process's only)."""
+        local = self.authenticated_per_app[app_key]
+        return local + self.remote_app_connections[app_key] if cluster_wide else local
 
     def connection_ids(self, app_key: str | None) -> list[str]:
         """All connection ids in scope: this process's exactly, the others' as last flushed."""
