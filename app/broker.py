@@ -27,6 +27,7 @@ from .auth import new_connection_id
 from .cluster import Cluster
 from .config_store import ConfigStore, ConfigWatcher, wait_for_redis
 from .connection import Connection, FlushQueue
+from .edge_guard import EdgeGuard, PreauthTicket
 from .engine import Engine
 from .engine.republish import Republisher
 from .limits import Limits
@@ -46,6 +47,7 @@ from .websocket import (
     check_upgrade,
     poll_interval,
 )
+from .websocket.transport import PREAUTH_KEY
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,10 @@ class Broker:
         self.store = ConfigStore.from_url(redis_url)
         self.stats = Stats()
         self.limits = Limits(settings)
+        self.edge = EdgeGuard(settings)  # caps and deadlines of anonymous sockets (app.edge_guard)
+        # connection id → what lasts until that connection authenticates: its socket's place under the
+        # caps of anonymous sockets, and the timer of its auth_timeout
+        self._preauth: dict[str, tuple[PreauthTicket | None, Any]] = {}
         self.engine = Engine(
             batch_max=settings.publish_batch_max,
             stats=self.stats,
@@ -107,7 +113,7 @@ class Broker:
             {},
             lambda: self.sessions,
             self._close_on_request,
-            app_connections=self.connections_per_app,
+            on_authenticated=self._authenticated,
         )
         self.services = Services(
             engine=self.engine,
@@ -143,6 +149,7 @@ class Broker:
     def settings(self, settings: Settings) -> None:
         self.view.settings = settings
         self.limits.settings = settings
+        self.edge.settings = settings
 
     @property
     def node(self) -> str:
@@ -287,7 +294,8 @@ class Broker:
         if app is None or self.stopping:
             return plain_response(start_response, "403 Forbidden", "KO\n")
         remote_addr = environ.get("REMOTE_ADDR", "-")
-        app_connections = self.connections_per_app[app.key] + self.cluster.remote_app_connections[app.key]
+        # authenticated connections only: sockets that merely know the app key cannot lock its clients out
+        app_connections = self.cluster.authenticated_connections(app.key)
         refusal = self.limits.connection_refusal(app, app_connections, self.connections_per_ip[remote_addr])
         if refusal is not None:
             log.info("refusing a connection from %s: %s", remote_addr, refusal)
@@ -298,12 +306,55 @@ class Broker:
                 start_response, "501 Not Implemented", "serve with app.websocket.CobraWebSocketHandler\n"
             )
         upgrade.extra_headers.extend([("X-Cobra-Node", self.node), ("X-Cobra-Version", __version__)])
-        ws = accept(upgrade, self.settings.max_message_size, self.settings.deflate_min_size)
+        settings = self.settings
+        # Until it authenticates, a client's messages are small (its handshake and authenticate are a few
+        # hundred bytes): an anonymous socket cannot make the broker assemble megabytes.
+        preauth_size = min(settings.preauth_max_message_size, settings.max_message_size)
+        preauth_size = preauth_size or settings.max_message_size
+        ws = accept(upgrade, preauth_size, settings.deflate_min_size)
         session = Session(new_connection_id(), app.key, remote_addr, self.view)
         conn = Connection(ws, session, self.services, self.flush_queue, self.connection_closed)
+        timer = None
+        if settings.auth_timeout > 0:
+            timer = gevent.get_hub().loop.timer(settings.auth_timeout)
+            timer.start(self._auth_timed_out, conn)
+        self._preauth[session.id] = (environ.get(PREAUTH_KEY), timer)
         self._register(conn)
-        conn.run()
+        try:
+            conn.run()
+        finally:
+            self._end_preauth(session.id)
         return []
+
+    def _end_preauth(self, connection_id: str) -> bool:
+        entry = self._preauth.pop(connection_id, None)
+        if entry is None:
+            return False
+        ticket, timer = entry
+        if ticket is not None:
+            ticket.release()
+        if timer is not None:
+            timer.close()
+        return True
+
+    def _authenticated(self, connection_id: str) -> None:
+        """A connection authenticated (the cluster registry saw it): it leaves the caps of anonymous
+        sockets, its deadline ends and its messages may be as big as the broker allows."""
+        if self._end_preauth(connection_id):
+            conn = self.connections.get(connection_id)
+            if conn is not None:
+                conn.ws.set_message_limit(self.settings.max_message_size)
+
+    def _auth_timed_out(self, conn: Connection) -> None:
+        if conn.session.role_name is None and not conn.closing:
+            log.info(
+                "connection %s: not authenticated within %g s; closing",
+                conn.id,
+                self.settings.auth_timeout,
+                extra={"connection_id": conn.id},
+            )
+            self.stats.auth_timeouts += 1
+            gevent.spawn(conn.close, CLOSE_POLICY_VIOLATION, "authentication timeout")
 
     def _register(self, conn: Connection) -> None:
         session = conn.session

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from . import codec
 from .connection import Connection
 from .websocket import OP_BINARY
-from .websocket.frames import frame_header
+from .websocket.frames import compressed_push_frame, frame_header
 
 if TYPE_CHECKING:
     from .subscription import Subscription
@@ -46,8 +46,8 @@ class CborConnection(Connection):
         number = codec.push_counter(counter)
         size = CBOR_PUSH_HEAD_SIZE + len(number) + len(subscription_part) + len(tail)
         if self._compress_from is not None and size >= self._compress_from:
-            message = b"".join((codec.PUSH_HEAD, number, subscription_part, tail))
-            frame = self.ws.encode_message(message, OP_BINARY)
+            prefix = b"".join((codec.PUSH_HEAD, number, subscription_part))
+            frame = compressed_push_frame(OP_BINARY, prefix, tail, self.ws.window_bits)
         else:
             header = frame_header(0x80 | OP_BINARY, size)
             frame = b"".join((header, codec.PUSH_HEAD, number, subscription_part, tail))

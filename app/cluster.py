@@ -148,6 +148,7 @@ class Cluster:
         local_sessions: Callable[[], Mapping[str, Session]],
         on_close_request: Callable[[str], None],
         app_connections: Mapping[str, int] | None = None,
+        on_authenticated: Callable[[str], None] | None = None,
     ) -> None:
         self.redis = client
         self.node = node
@@ -155,6 +156,11 @@ class Cluster:
         self.local_sessions = local_sessions  # id → Session of this process's connections
         self.on_close_request = on_close_request  # closes one of them (by id) with 1000
         self.app_connections = app_connections if app_connections is not None else {}  # this process's
+        # Authenticated connections of this process (id → app key, and per app): an app's max_connections
+        # counts these only, so sockets that merely know an app key cannot lock its clients out.
+        self.authenticated: dict[str, str] = {}
+        self.authenticated_per_app: Counter[str] = Counter()
+        self.on_authenticated = on_authenticated  # called with a connection id as it authenticates
         # app key → connections held by the other live processes, as of their last heartbeat
         self.remote_app_connections: Counter[str] = Counter()
         self._dirty: dict[str, dict[str, Any] | None] = {}  # id → info to write, or None to delete
@@ -176,6 +182,26 @@ class Cluster:
     # ------------------------------------------------------------------ registry
     def connection_changed(self, connection_id: str, info: dict[str, Any] | None) -> None:
         self._dirty[connection_id] = info
+        app_key = info.get("app") if info is not None and info.get("role") is not None else None
+        was = self.authenticated.get(connection_id)
+        if was == app_key:
+            return
+        if was is not None:
+            del self.authenticated[connection_id]
+            self.authenticated_per_app[was] -= 1
+            if self.authenticated_per_app[was] <= 0:
+                del self.authenticated_per_app[was]
+        if app_key is not None:
+            self.authenticated[connection_id] = app_key
+            self.authenticated_per_app[app_key] += 1
+            if self.on_authenticated is not None:
+                self.on_authenticated(connection_id)
+
+    def authenticated_connections(self, app_key: str, cluster_wide: bool = True) -> int:
+        """The app's authenticated connections in the cluster: this process's now, the others' as of
+        their last heartbeat (or this process's only)."""
+        local = self.authenticated_per_app[app_key]
+        return local + self.remote_app_connections[app_key] if cluster_wide else local
 
     def connection_ids(self, app_key: str | None) -> list[str]:
         """All connection ids in scope: this process's exactly, the others' as last flushed."""
@@ -231,7 +257,7 @@ class Cluster:
             self.node_info,
             seen_at=time.time(),
             connections=len(self.local_sessions()),
-            apps=dict(self.app_connections),
+            apps=dict(self.authenticated_per_app),  # what max_connections counts, across the cluster
         )
         with self.redis.pipeline(transaction=False) as pipe:
             if full_sync:

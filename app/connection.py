@@ -43,6 +43,7 @@ from .websocket import (
     encode_frame,
     text_frame_header,
 )
+from .websocket.frames import compressed_push_frame
 
 if TYPE_CHECKING:
     from .services import Services
@@ -265,7 +266,9 @@ class Connection:
         number = b"%d" % counter
         size = PUSH_HEAD_SIZE + len(number) + len(subscription_part) + len(tail)
         if self._compress_from is not None and size >= self._compress_from:
-            frame = self.ws.encode_message(b"".join((PUSH_HEAD, number, subscription_part, tail)))
+            # the tail is compressed once per publish, not once per subscription (SECURITY.md)
+            prefix = b"".join((PUSH_HEAD, number, subscription_part))
+            frame = compressed_push_frame(OP_TEXT, prefix, tail, self.ws.window_bits)
         else:
             frame = b"".join((text_frame_header(size), PUSH_HEAD, number, subscription_part, tail))
         self._enqueue(frame, owner, count)

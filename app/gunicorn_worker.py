@@ -32,8 +32,10 @@ import gevent
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
+from gunicorn.workers.ggevent import PyWSGIServer
 
 from .websocket import CobraWebSocketHandler
+from .websocket.listener import AcceptBackoff
 
 if TYPE_CHECKING:
     from .server import CobraApplication
@@ -110,8 +112,13 @@ class BrokerLifecycle:
             self.application.shutdown(self.shutdown_timeout())
 
 
+class CobraPyWSGIServer(AcceptBackoff, PyWSGIServer):
+    """gunicorn's gevent WSGI server, backing off when accept runs out of file descriptors."""
+
+
 class CobraWorker(GeventWebSocketWorker):
     wsgi_handler = CobraWebSocketHandler
+    server_class = CobraPyWSGIServer
 
     application: CobraApplication | None = None
 
@@ -121,6 +128,8 @@ class CobraWorker(GeventWebSocketWorker):
         if self.application is not None:
             # our handler upgrades through the application itself: serve it without any wrapper
             self.wsgi = self.application
+            # gunicorn's pywsgi server does not apply its own ``keepalive``: our handler does
+            self.application.edge.keepalive = float(self.cfg.keepalive)
 
     def run(self) -> None:
         if self.application is None:  # some other WSGI app: nothing of ours to run around it

@@ -55,6 +55,15 @@ class Limits:
         limit = self._app_value(app, "send_queue_max_bytes", 0)
         return int(limit) if limit else self.settings.send_queue_max_bytes
 
+    def app_connection_refusal(self, app: App, app_connections: int) -> str | None:
+        """Why one more authenticated connection of ``app`` is refused (``app_connections`` already
+        authenticated across the cluster), checked again as a client authenticates: many anonymous sockets
+        of one app may authenticate at once."""
+        per_app = self._app_value(app, "max_connections", 0)
+        if per_app and app_connections >= per_app:
+            return f"app {app.key} is at its limit of {int(per_app)} connections"
+        return None
+
     def connection_refusal(self, app: App, app_connections: int, ip_connections: int) -> str | None:
         """Why a new connection is refused, if it is: connections per app, counted across the cluster (one
         tenant cannot starve the others) and per IP address, counted per process (one host cannot exhaust

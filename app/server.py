@@ -20,7 +20,6 @@ import gevent
 import gevent.event
 import gevent.lock
 import redis
-from gevent.pywsgi import WSGIServer
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from . import __version__, metrics
@@ -28,11 +27,13 @@ from .bootstrap import prepare_store
 from .broker import Broker, plain_response
 from .cluster import node_stats
 from .config_store import wait_for_redis
+from .edge_guard import EdgeGuard
 from .http_publish import PUBLISH_PATH, HttpPublishEndpoint
 from .live_tail import LiveTail
 from .logs import setup_logging
 from .settings import Settings
 from .websocket import CobraWebSocketHandler, is_websocket_request
+from .websocket.listener import CobraWSGIServer
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,11 @@ class CobraApplication:
                 "same REDIS_URL) to create the first one and print its password"
             )
         self.broker.start()
+
+    @property
+    def edge(self) -> EdgeGuard:
+        """The limits of this process's anonymous sockets; the handler finds them here."""
+        return self.broker.edge
 
     def shutdown(self, timeout: float = 10.0) -> None:
         if self.live_tail is not None:
@@ -145,7 +151,7 @@ class CobraApplication:
 
     def _readiness(self, start_response: Callable[..., Any]) -> list[bytes]:
         """Readiness (unlike /health/): 503 while the config store or any shard does not answer."""
-        problems = self.broker.readiness()
+        problems = self.broker.readiness() + self.broker.edge.problems()
         if not problems:
             return plain_response(start_response, "200 OK", "ready\n")
         body = "not ready\n" + "".join(f"- {problem}\n" for problem in problems)
@@ -199,7 +205,7 @@ def serve(settings: Settings, redis_url: str, on_ready: Callable[[], None] | Non
     except Exception as exc:
         log.error("cannot start: %s", exc)
         return 1
-    server = WSGIServer(
+    server = CobraWSGIServer(
         (settings.host, settings.port),
         application,
         handler_class=CobraWebSocketHandler,

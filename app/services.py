@@ -48,6 +48,8 @@ class ClusterAPI(Protocol):
 
     def connection_changed(self, connection_id: str, info: dict[str, Any] | None) -> None: ...
 
+    def authenticated_connections(self, app_key: str, cluster_wide: bool = True) -> int: ...
+
 
 class ConfigView:
     """The broker's current configuration: the config store's last snapshot, the process settings and the

@@ -56,6 +56,31 @@ class Settings:
     ping_interval: float = _knob(30.0, "seconds of client silence before the server sends a ping")
     ping_timeout: float = _knob(30.0, "seconds after that ping before a silent client is closed")
 
+    # --- before authentication (anonymous sockets: SECURITY.md) ---
+    http_head_timeout: float = _knob(
+        10.0, "seconds a client has to send a whole request line and headers (one deadline, not per read)"
+    )
+    http_keepalive: float = _knob(
+        5.0, "seconds an idle HTTP keep-alive connection waits for its next request (gunicorn: its keepalive)"
+    )
+    http_max_header_bytes: int = _knob(
+        16384,
+        "largest header block of a request in bytes (the request line has its own 8 KiB cap); over it, 431",
+    )
+    http_max_headers: int = _knob(64, "most header lines one request may carry")
+    auth_timeout: float = _knob(
+        10.0, "seconds an upgraded WebSocket has to complete auth/authenticate before it is closed (1008)"
+    )
+    preauth_max_message_size: int = _knob(
+        16384, "largest incoming message (fragments included) before authentication; bigger closes with 1009"
+    )
+    preauth_max_per_ip: int = _knob(
+        64, "sockets one IP address may hold on one process before authenticating (0 = unlimited)"
+    )
+    preauth_max_total: int = _knob(
+        4096, "sockets one process holds before authentication, all addresses together (0 = unlimited)"
+    )
+
     # --- per-connection limits ---
     send_queue_max_bytes: int = _knob(
         8 << 20,

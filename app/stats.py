@@ -75,6 +75,7 @@ class Stats:
         self.delivered_bytes = 0
         self.errors = 0
         self.auth_failures = 0
+        self.auth_timeouts = 0  # connections closed for not authenticating within auth_timeout
         self.slow_consumer_disconnects = 0
         # PROTOCOL §7 shedding: messages dropped from slow clients' queues (per role, and in all), and the
         # subscriptions told so, per reason (fast_forward, out_of_sync, expired_position)

@@ -194,6 +194,9 @@ class LocalServer:
             return [*command, "-b", f"127.0.0.1:{self.port}", "--no-control-socket", "wsgi:application"], env
         if self.kind == "ours":
             env.update(REDIS_URL=self.redis.url, COBRA_STATE_DIR=str(self.workdir / "ours-state"))
+            # every load process connects from 127.0.0.1, 100 handshakes at a time each: the per-address
+            # cap of unauthenticated sockets (64, meant for strangers on the internet) would refuse them
+            env.setdefault("COBRA_PREAUTH_MAX_PER_IP", "0")
             # WARNING: both servers log at the reference's default level, so neither pays for per-connection
             # INFO lines on the hot path.
             command = [sys.executable, "-m", "app", "run", "--port", str(self.port), "--log-level", "WARNING"]

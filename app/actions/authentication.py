@@ -65,6 +65,24 @@ def authenticate(session: Session, request: Request, services: Services, client:
         return _auth_failed(session, request, services, client, "invalid_role")
     if nonce is None or not auth.verify_challenge(role, nonce, candidate, time.time()):
         return _auth_failed(session, request, services, client, "challenge_failed")
+    # Checked again here, on this process's count: a burst of its anonymous sockets of one app cannot all
+    # get in. The other processes' counts were checked at the upgrade; they arrive with heartbeats, so
+    # checking them again here would refuse a client the upgrade had just let in.
+    held = services.cluster.authenticated_connections(app.key, cluster_wide=False)
+    refusal = services.limits.app_connection_refusal(app, held)
+    if refusal is not None:
+        log.info("connection %s: %s", session.id, refusal, extra={"connection_id": session.id})
+        client.send_payload(
+            protocol.error(
+                request.action,
+                request.id,
+                "authentication_failed",
+                ErrorCode.AUTHENTICATION_FAILED,
+                reason="connection_limit",
+            )
+        )
+        client.close(CLOSE_POLICY_VIOLATION, "app at its connection limit")
+        return None
     session.authenticated(role.name)
     services.cluster.connection_changed(session.id, session.info())
     return protocol.ok(request.action, request.id, {})

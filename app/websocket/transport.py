@@ -16,16 +16,29 @@ import email.errors
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from io import BytesIO
+from typing import TYPE_CHECKING, Any
 
+import gevent
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
 from ..logs import ACCESS_LOGGER, printable
-from .frames import OP_TEXT, Event, MessageReader, compress_message, encode_frame
+from .frames import OP_TEXT, Event, MessageReader, ProtocolError, compress_message, encode_frame
 from .handshake import DeflateParams, Upgrade, is_websocket_request
+from .http_head import (
+    HEAD_TOO_LARGE_RESPONSE,
+    OVER_CAPACITY_RESPONSE,
+    REQUEST_TIMEOUT_RESPONSE,
+    HeadTooLarge,
+    read_header_block,
+)
+
+if TYPE_CHECKING:
+    from ..edge_guard import EdgeGuard, PreauthTicket
 
 ACCEPT_KEY = "cobra.websocket.accept"
+PREAUTH_KEY = "cobra.preauth"  # the socket's PreauthTicket, released once its WebSocket authenticates
 RECV_SIZE = 65536
 
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -44,12 +57,13 @@ class WebSocket:
 
     __slots__ = (
         "_compress_min_size",
+        "_failed",
         "_leftover",
         "_reader",
-        "_window_bits",
         "deflate",
         "socket",
         "subprotocol",
+        "window_bits",
     )
 
     def __init__(
@@ -67,29 +81,47 @@ class WebSocket:
         self._reader = MessageReader(
             max_message_size, upgrade.deflate, check_utf8=upgrade.subprotocol != "cbor"
         )
-        self._window_bits = upgrade.deflate.server_max_window_bits if upgrade.deflate else 15
+        self.window_bits = upgrade.deflate.server_max_window_bits if upgrade.deflate else 15
         self._compress_min_size = compress_min_size
         self._leftover = leftover
+        self._failed = False
 
     def receive(self) -> list[Event]:
         """Block until at least one byte arrives; return the events completed by it (maybe none)."""
         if self._leftover:
             data, self._leftover = self._leftover, b""
-            return self._reader.feed(data)
+            try:
+                return self._reader.feed(data)
+            except ProtocolError:
+                self._failed = True
+                raise
         try:
             data = self.socket.recv(RECV_SIZE)
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from None
         if not data:
             raise ConnectionClosed("end of stream")
-        return self._reader.feed(data)
+        if self._failed:
+            # After a protocol error the rest of the stream is discarded unparsed while our close frame
+            # waits for its answer: a client still sending its oversized message reads our 1009 instead of
+            # a reset, and nothing it sends is kept.
+            return []
+        try:
+            return self._reader.feed(data)
+        except ProtocolError:
+            self._failed = True
+            raise
 
     def encode_message(self, payload: bytes, opcode: int = OP_TEXT) -> bytes:
         """A text (or ``opcode``) frame for ``payload``, compressed when deflate was agreed and the message
         is big enough to gain from it (RFC 7692 lets each message choose)."""
         if self.deflate is not None and len(payload) >= self._compress_min_size:
-            return encode_frame(opcode, compress_message(payload, self._window_bits), compressed=True)
+            return encode_frame(opcode, compress_message(payload, self.window_bits), compressed=True)
         return encode_frame(opcode, payload)
+
+    def set_message_limit(self, max_message_size: int) -> None:
+        """The largest message from now on: small before authentication, the broker's limit after."""
+        self._reader.max_message_size = max_message_size
 
 
 def take_over_socket(sock: socket.socket, rfile: Any) -> bytes:
@@ -166,13 +198,25 @@ def framing_problem(headers: Any) -> str | None:
 
 
 class CobraWebSocketHandler(WebSocketHandler):
-    """gevent-websocket's handler with the upgrade decision moved into the application."""
+    """gevent-websocket's handler with the upgrade decision moved into the application, and the limits of
+    an anonymous socket (:class:`~app.edge_guard.EdgeGuard`) when the application has an ``edge``: caps
+    checked at accept, one deadline for each request head, the keep-alive wait between requests, a header
+    block read within its budget."""
 
     _bad_request = ""  # what gevent found wrong with the current request, for its access line
+    _edge: EdgeGuard | None = None
+    _ticket: PreauthTicket | None = None
+    _head_timer: gevent.Timeout | None = None
+    _requests_read = 0
 
     def MessageClass(self, *args: Any) -> Any:  # gevent's name for it
         """gevent's header parsing, then :func:`framing_problem`: a ValueError raised here becomes gevent's
         400 and close, without a traceback (``WSGIHandler._handle_client_error``)."""
+        edge = self._edge
+        if edge is not None and args:
+            settings = edge.settings
+            block = read_header_block(args[0], settings.http_max_header_bytes, settings.http_max_headers)
+            args = (BytesIO(block), *args[1:])
         headers = WSGIHandler.MessageClass(self, *args)
         problem = framing_problem(headers)
         if problem is not None:
@@ -184,11 +228,86 @@ class CobraWebSocketHandler(WebSocketHandler):
         # keep-alive response in two sends (head, then body), and Nagle held the second one until the
         # client's delayed ACK: 40 ms per request on a kept-alive connection (HTTP publishing, the panel).
         _no_delay(self.socket)
-        super().handle()
+        edge = self._edge = getattr(getattr(self.server, "application", None), "edge", None)
+        if edge is not None:
+            address = self.client_address
+            ticket = edge.admit(address[0] if isinstance(address, tuple) else str(address or ""))
+            if ticket is None:
+                self._refuse_over_capacity()
+                return
+            self._ticket = ticket
+        try:
+            super().handle()
+        finally:
+            if self._ticket is not None:
+                self._ticket.release()
+
+    def _refuse_over_capacity(self) -> None:
+        """Over a cap of unauthenticated sockets: a 503 if the socket takes it at once, then close, before
+        reading anything (the socket's greenlet and pool slot are back within one loop turn)."""
+        try:
+            self.socket.send(OVER_CAPACITY_RESPONSE, 0, 0.0)  # gevent: timeout 0.0 = never wait
+        except OSError:
+            pass
+        try:
+            self.socket.close()
+        except OSError:
+            pass
+        self.__dict__.pop("socket", None)
+        self.__dict__.pop("rfile", None)
+
+    def handle_one_request(self) -> Any:
+        """One request, its head within ``http_head_timeout`` (counted from accept for the first request,
+        from its first byte for the next ones, which come within the keep-alive time or not at all). The
+        application runs outside that deadline (:meth:`read_request` ends it)."""
+        edge = self._edge
+        if edge is None:
+            return super().handle_one_request()
+        if self._requests_read and not self._next_request_arrives(edge.keepalive):
+            return None  # idle keep-alive connection: closed
+        self._requests_read += 1
+        timer = self._head_timer = gevent.Timeout(edge.settings.http_head_timeout)
+        timer.start()
+        try:
+            return super().handle_one_request()
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            self._bad_request = f"request head not complete within {edge.settings.http_head_timeout:g} s"
+            return ("408", REQUEST_TIMEOUT_RESPONSE)
+        finally:
+            timer.close()
+            self._head_timer = None
+
+    def _next_request_arrives(self, keepalive: float) -> bool:
+        """Whether a next request starts within ``keepalive`` seconds (bytes already buffered count)."""
+        if keepalive <= 0 or self.rfile.closed:
+            return False
+        with gevent.Timeout(keepalive, False):
+            try:
+                return bool(self.rfile.peek(1))
+            except (OSError, ValueError):
+                return False
+        return False
+
+    def read_request(self, raw_requestline: str) -> Any:
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            if self._head_timer is not None:  # the head is in: the application is not under its deadline
+                self._head_timer.close()
+
+    def _handle_client_error(self, ex: Exception) -> Any:
+        if isinstance(ex, HeadTooLarge):
+            self.log_error("%s", str(ex))
+            return ("431", HEAD_TOO_LARGE_RESPONSE)
+        return super()._handle_client_error(ex)
 
     def run_application(self) -> Any:
         if is_websocket_request(self.environ):
             self.environ[ACCEPT_KEY] = self._accept
+            if self._ticket is not None:
+                self.environ[PREAUTH_KEY] = self._ticket
         return WSGIHandler.run_application(self)
 
     def _accept(self, upgrade: Upgrade, max_message_size: int, compress_min_size: int) -> WebSocket:

@@ -89,6 +89,9 @@ class LocalCluster:
     def connection_changed(self, connection_id: str, info: dict[str, Any] | None) -> None:
         self.registry[connection_id] = info
 
+    def authenticated_connections(self, app_key: str, cluster_wide: bool = True) -> int:
+        return sum(1 for info in self.registry.values() if info and info["app"] == app_key and info["role"])
+
 
 def role(name: str = "client", permissions: tuple[str, ...] | None = None, channels=("*",)) -> Role:
     if permissions is None:
