@@ -27,7 +27,7 @@ from ..models import Shard
 from ..protocol import ErrorCode
 from ..shards import DEFAULT_SHARD
 from .errors import EngineError, shard_unavailable
-from .history import REPLAY_LIMIT, HistoryPolicy, publish_command
+from .history import APP_HISTORY_FULL, REPLAY_LIMIT, HistoryPolicy, app_history_full, publish_command
 from .interface import PublishCallback, ShardStatus
 from .links import LinkOptions, ShardLink
 from .publisher import UNAVAILABLE
@@ -129,7 +129,7 @@ class Engine:
         once Redis holds it, or an :class:`EngineError`."""
         link = self.link_for(key)
         publisher = link.publisher
-        sha = publisher.shas.get("publish")
+        sha = publisher.shas.get("budget_publish" if policy.budgeted else "publish")
         if sha is None or not publisher.available:
             callback(shard_unavailable(link.name))
             return
@@ -139,6 +139,8 @@ class Engine:
                 callback(reply.decode())
             elif reply is UNAVAILABLE:
                 callback(shard_unavailable(link.name))
+            elif str(reply).startswith(APP_HISTORY_FULL):
+                callback(app_history_full(str(reply)))
             else:
                 log.error("publish to %r failed in Redis: %s", key, reply)
                 callback(EngineError(f"publish failed: {reply}", ErrorCode.SHARD_UNAVAILABLE))
