@@ -168,6 +168,11 @@ class Connection:
     def closing(self) -> bool:
         return self._closing
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued for this client, not yet written: a paged replay waits on it (app.engine.paging)."""
+        return self._queued_bytes
+
     # ------------------------------------------------------------------ the reader loop
     def run(self) -> None:
         try:
