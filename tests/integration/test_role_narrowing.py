@@ -23,7 +23,9 @@ def narrowed_app(store):
     app = App(
         key=key,
         roles={
-            "player": Role(name="player", secret=SECRET, permissions=("publish", "subscribe", "unsubscribe", "read")),
+            "player": Role(
+                name="player", secret=SECRET, permissions=("publish", "subscribe", "unsubscribe", "read")
+            ),
             "backend": Role(name="backend", secret=PUBLISHER_SECRET),
         },
     )
