@@ -55,6 +55,10 @@ def broker_defaults() -> dict[str, Any]:
         "publish_rate": settings.publish_rate or "unlimited",
         "max_message_size": f"broker limit {settings.max_message_size}",
         "send_queue_max_bytes": settings.send_queue_max_bytes,
+        "history_max_bytes": settings.history_max_bytes or "no byte limit",
+        "app_history_max_bytes": settings.app_history_max_bytes or "unlimited",
+        "max_publish_channels": settings.max_publish_channels or "unlimited",
+        "max_channel_length": settings.max_channel_length or "unlimited",
     }
 
 

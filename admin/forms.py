@@ -184,6 +184,22 @@ class AppSettingsForm(PanelForm):
         "Bytes queued for a slow reader before it is disconnected",
         validators=[Optional(), NumberRange(min=0, max=1 << 30)],
     )
+    history_max_bytes = IntegerField(
+        "History: bytes kept per channel (0 = no byte limit)",
+        validators=[Optional(), NumberRange(min=0, max=MAX_COUNT)],
+    )
+    app_history_max_bytes = IntegerField(
+        "History: bytes of the whole app in Redis (0 = unlimited)",
+        validators=[Optional(), NumberRange(min=0, max=MAX_COUNT)],
+    )
+    max_publish_channels = IntegerField(
+        "Channels one publish may name (0 = unlimited)",
+        validators=[Optional(), NumberRange(min=0, max=MAX_COUNT)],
+    )
+    max_channel_length = IntegerField(
+        "Longest channel name, UTF-8 bytes (0 = unlimited)",
+        validators=[Optional(), NumberRange(min=0, max=MAX_COUNT)],
+    )
 
     FIELDS = (
         "history_max_length",
@@ -194,6 +210,10 @@ class AppSettingsForm(PanelForm):
         "publish_rate",
         "max_message_size",
         "send_queue_max_bytes",
+        "history_max_bytes",
+        "app_history_max_bytes",
+        "max_publish_channels",
+        "max_channel_length",
     )
 
     def values(self) -> dict[str, Any]:

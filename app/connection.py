@@ -23,6 +23,7 @@ from gevent.ssl import SSLSocket
 
 from . import codec, protocol, shedding, slow_consumer
 from .actions import dispatch, drop_subscriptions
+from .actions.narrowing import end_disallowed_subscriptions
 from .models import App
 from .protocol import PUSH_HEAD
 from .websocket import (
@@ -170,12 +171,19 @@ class Connection:
         self._direct = not isinstance(ws.socket, SSLSocket)
 
     def app_settings_changed(self, app: App) -> None:
-        """An admin changed this connection's app: limits cached on the hot path follow at once."""
+        """An admin changed this connection's app: limits cached on the hot path follow at once, and the
+        subscriptions a narrowed role no longer allows end."""
         self._queue_limit = self.services.limits.send_queue_limit(app)
+        end_disallowed_subscriptions(self.session, self.services)
 
     @property
     def closing(self) -> bool:
         return self._closing
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued for this client, not yet written: a paged replay waits on it (app.engine.paging)."""
+        return self._queued_bytes
 
     # ------------------------------------------------------------------ the reader loop
     def run(self) -> None:

@@ -57,6 +57,7 @@ _STATUS_TEXT = {
 _STATUS_OF_CODE = {
     ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.MESSAGE_TOO_LARGE: 413,
+    ErrorCode.BAD_SCHEMA: 400,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.SHARD_UNAVAILABLE: 503,
 }
@@ -179,6 +180,7 @@ class HttpPublishEndpoint:
         bucket = self._buckets.setdefault((app.key, role.name), TokenBucket())
         for index, item in enumerate(items):
             try:
+                limits.check_publish_channels(app, list(item.channels))
                 for channel in item.channels:
                     if not channel_allowed(role, channel):
                         raise ActionError(

@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING
 from .protocol import ActionError, ErrorCode
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from .models import App
     from .session import TokenBucket
     from .settings import Settings
+    from .subscription import Subscription
 
 BURST_SECONDS = 2.0  # a rate limit lets a connection burst this many seconds' worth of publishes
 
@@ -40,6 +43,53 @@ class Limits:
         if limit and size > limit:
             raise ActionError(
                 f"message of {size} bytes is over the limit of {int(limit)}", ErrorCode.MESSAGE_TOO_LARGE
+            )
+
+    def check_publish_channels(self, app: App | None, channels: list[str]) -> None:
+        """Channels one publish may name, and the length of each: every channel named is a Redis stream
+        kept for the history's age and a key in the stats documents, so one 792 KB publish naming 99,000
+        channels would create 99,000 streams, and 500 KB names would inflate the stats to megabytes."""
+        limit = self._app_value(app, "max_publish_channels", self.settings.max_publish_channels)
+        if limit and len(channels) > limit:
+            raise ActionError(
+                f"publish names {len(channels)} channels, more than the limit of {int(limit)}",
+                ErrorCode.MESSAGE_TOO_LARGE,
+            )
+        for channel in channels:
+            self.check_channel_name(app, channel)
+
+    def check_channel_name(self, app: App | None, channel: str) -> None:
+        """The longest channel name, in UTF-8 bytes (a name is a Redis key, a routing-table key, a field of
+        every push and of the stats): ``bad_schema``, the field itself is unacceptable."""
+        limit = self._app_value(app, "max_channel_length", self.settings.max_channel_length)
+        # len(str) <= bytes <= 4 * len(str): encode only the names that could be over.
+        if limit and len(channel) * 4 > limit and len(channel.encode("utf-8", "surrogatepass")) > limit:
+            raise ActionError(
+                f"channel name of {len(channel.encode('utf-8', 'surrogatepass'))} bytes is over the limit "
+                f"of {int(limit)}",
+                ErrorCode.BAD_SCHEMA,
+            )
+
+    def check_filter_bytes(
+        self, subscriptions: Iterable[Subscription], text: str, replaced: Subscription | None
+    ) -> None:
+        """Characters of the distinct compiled filters one connection holds plus a new one (``text``): each
+        distinct filter is compiled Python code kept while subscribed (1,000 distinct 2 KB projections
+        grew a process by 102 MB), so bound what one connection can pin. Identical texts compile to one
+        shared object, so only distinct texts count; a forced replacement's old filter is about to go."""
+        limit = self.settings.filter_max_bytes_per_connection
+        if not limit:
+            return
+        distinct = {
+            sub.filter.text for sub in subscriptions if sub.filter is not None and sub is not replaced
+        }
+        held = sum(map(len, distinct))
+        adding = 0 if text in distinct else len(text)
+        if held + adding > limit:
+            raise ActionError(
+                f"this connection's distinct filters would hold {held + adding} characters, over the limit "
+                f"of {limit} (filter_max_bytes_per_connection); unsubscribe some or share filters",
+                ErrorCode.SUBSCRIPTION_LIMIT,
             )
 
     def check_subscriptions(self, app: App | None, held: int) -> None:

@@ -173,6 +173,10 @@ class AppSettings:
     publish_rate: float | None = None  # publishes per second per connection
     max_message_size: int | None = None
     send_queue_max_bytes: int | None = None  # pending bytes per slow consumer; 0 = the broker default
+    history_max_bytes: int | None = None  # bytes of messages kept per channel; 0 = only the count limits
+    app_history_max_bytes: int | None = None  # bytes of the app's whole history in Redis; 0 = unlimited
+    max_publish_channels: int | None = None  # channels one publish may name; 0 = unlimited
+    max_channel_length: int | None = None  # UTF-8 bytes of a channel name; 0 = unlimited
     republish_rules: tuple[RepublishRule, ...] = ()
 
     def __post_init__(self) -> None:

@@ -80,9 +80,18 @@ class ConfigView:
             app = self.snapshot.apps.get(app_key)
             length = app.settings.history_max_length if app is not None else None
             age = app.settings.history_max_age if app is not None else None
+            max_bytes = app.settings.history_max_bytes if app is not None else None
+            app_bytes = app.settings.app_history_max_bytes if app is not None else None
+            app_bytes = self.settings.app_history_max_bytes if app_bytes is None else int(app_bytes)
+            # The app's budget is enforced by each shard on what it holds: an even share keeps the sum
+            # within the budget (channels spread evenly over the hash ring).
+            shares = max(len(self.snapshot.shards), 1)
             policy = self._policies[app_key] = HistoryPolicy(
                 self.settings.history_max_length if length is None else int(length),
                 self.settings.history_max_age if age is None else int(age),
+                self.settings.history_max_bytes if max_bytes is None else int(max_bytes),
+                -(-app_bytes // shares),
+                app_key,
             )
         return policy
 

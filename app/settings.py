@@ -96,6 +96,15 @@ class Settings:
     filter_max_length: int = _knob(2048, "longest StreamSQL filter accepted, in characters")
     filter_max_depth: int = _knob(32, "deepest nesting of a StreamSQL WHERE clause accepted")
     max_groups: int = _knob(1000, "groups one aggregated view keeps per window; more are dropped_groups")
+    filter_max_bytes_per_connection: int = _knob(
+        65536, "characters of distinct StreamSQL filters one connection may hold at once (0 = unlimited)"
+    )
+    max_publish_channels: int = _knob(
+        100, "most channels one publish may name (apps may override; 0 = unlimited)"
+    )
+    max_channel_length: int = _knob(
+        1024, "longest channel name accepted, in UTF-8 bytes (apps may override; 0 = unlimited)"
+    )
     max_connections_per_ip: int = _knob(
         0, "connections one IP address may hold on one broker process (0 = unlimited); apps may override"
     )
@@ -109,6 +118,14 @@ class Settings:
         1000, "default messages kept per channel (apps may override; 0 = no replay, pure Pub/Sub)"
     )
     history_max_age: int = _knob(3600, "default seconds a channel's history (and an idle channel) lives")
+    history_max_bytes: int = _knob(
+        4 << 20, "default bytes of messages kept per channel (apps may override; 0 = only the count limits)"
+    )
+    app_history_max_bytes: int = _knob(
+        256 << 20,
+        "default bytes of history one app keeps in Redis, split evenly between shards (apps may override; "
+        "0 = unlimited)",
+    )
     shard_probe_interval: float = _knob(
         5.0,
         "seconds between liveness probes of each shard connection; one silent for 2.5 probes is rebuilt",

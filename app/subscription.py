@@ -238,12 +238,20 @@ class Subscription:
     def begin_sync(self) -> None:
         self.syncing = []
 
+    def replay_page(self, replayed: list[tuple[str, bytes, int]]) -> None:
+        """Deliver one page of a paged replay (:mod:`app.engine.paging`); live messages keep waiting.
+        ``resume_after`` remembers the newest replayed so far, for the switch-over."""
+        for position, messages_json, count in replayed:
+            self._emit(position, messages_json, count, None)
+            self.resume_after = parse_position(position) or self.resume_after
+
     def finish_sync(self, replayed: list[tuple[str, bytes, int]]) -> None:
-        """Deliver the replayed history, then the live messages that arrived meanwhile, skipping those the
-        replay already contained; from then on, live. Runs without yielding, so nothing slips between."""
+        """Deliver the replayed history (its last page, after a paged replay), then the live messages that
+        arrived meanwhile, skipping those the replay already contained; from then on, live. Runs without
+        yielding, so nothing slips between."""
         buffered = self.syncing or []
         self.syncing = None
-        to_deliver, last = merge(replayed, buffered, _position_of)
+        to_deliver, last = merge(replayed, buffered, _position_of, self.resume_after)
         for position, messages_json, count in to_deliver:
             self._emit(position, messages_json, count, None)
         self.resume_after = last

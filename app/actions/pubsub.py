@@ -31,6 +31,7 @@ def publish(session: Session, request: Request, services: Services, client: Clie
     if body.get("message") is None:
         raise ActionError("publish: empty message", ErrorCode.EMPTY_MESSAGE)
     channels = _publish_channels(body)
+    services.limits.check_publish_channels(session.app, channels)  # before anything costs per channel
     action = request.action
     for channel in channels:
         check_channel(session, action, channel)
@@ -159,10 +160,13 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
         raise ActionError(f"Invalid batch_size: {batch_size}", ErrorCode.INVALID_BATCH_SIZE)
     period = period_field(body)
     check_channel(session, request.action, channel)
+    services.limits.check_channel_name(session.app, channel)
 
     engine = services.engine
     subscriptions = session.subscriptions
     existing = subscriptions.get(subscription_id)
+    if stream_filter is not None:
+        services.limits.check_filter_bytes(subscriptions.values(), stream_filter.text, existing)
     if existing is not None and body.get("force") is not True:
         raise ActionError(
             f"subscription_id {subscription_id} is already in use", ErrorCode.ALREADY_SUBSCRIBED

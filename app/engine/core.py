@@ -28,15 +28,16 @@ from ..protocol import ErrorCode
 from ..shards import DEFAULT_SHARD
 from ..shedding import EXPIRED_POSITION
 from .errors import EngineError, shard_unavailable
-from .history import REPLAY_LIMIT, HistoryPolicy, publish_command
+from .history import APP_HISTORY_FULL, REPLAY_LIMIT, HistoryPolicy, app_history_full, publish_command
 from .interface import PublishCallback, ShardStatus
 from .links import LinkOptions, ShardLink
+from .paging import PAGE_ENTRIES, replay_pages
 from .publisher import UNAVAILABLE
 from .recovery import Recovery
 from .resume import history_window
-from .router import Router, prepare
+from .router import Router
 from .shardset import ShardSet
-from .streams import entry_at, last_entry, recent_entries, resume_plan
+from .streams import entry_at, last_entry, resume_decision, window_start
 
 if TYPE_CHECKING:
     from ..subscription import Subscription
@@ -132,7 +133,7 @@ class Engine:
         once Redis holds it, or an :class:`EngineError`."""
         link = self.link_for(key)
         publisher = link.publisher
-        sha = publisher.shas.get("publish")
+        sha = publisher.shas.get("budget_publish" if policy.budgeted else "publish")
         if sha is None or not publisher.available:
             callback(shard_unavailable(link.name))
             return
@@ -142,6 +143,8 @@ class Engine:
                 callback(reply.decode())
             elif reply is UNAVAILABLE:
                 callback(shard_unavailable(link.name))
+            elif str(reply).startswith(APP_HISTORY_FULL):
+                callback(app_history_full(str(reply)))
             else:
                 log.error("publish to %r failed in Redis: %s", key, reply)
                 callback(EngineError(f"publish failed: {reply}", ErrorCode.SHARD_UNAVAILABLE))
@@ -203,41 +206,50 @@ class Engine:
         return pending.get()
 
     def replay(self, sub: Subscription, position: str, policy: HistoryPolicy) -> None:
-        """Send ``sub`` what follows ``position``, then switch it to live with no gap and no duplicate."""
+        """Send ``sub`` what follows ``position``, then switch it to live with no gap and no duplicate; in
+        bounded pages (:mod:`.paging`), up to the tail read at subscribe (what follows came live)."""
         route = self.router.routes.get(sub.key.encode())
         link = route.link if route is not None else self.link_for(sub.key)
+        upto = sub.position or "+"  # the tail the subscribe reply named
         try:
-            entries, expired_at = resume_plan(link.client, sub.key, position, policy, REPLAY_LIMIT)
+            decision = resume_decision(link.client, sub.key, position, policy)
+            if decision.expired_at is not None:
+                # info for fast_forward, else the expired_position error (PROTOCOL §7)
+                sub.position_expired(position, decision.expired_at)
+                if sub.fast_forward:
+                    self.stats.on_shed(EXPIRED_POSITION, None, 0)
+            if decision.replay_after is None:
+                sub.finish_sync([])
+                return
+            replay_pages(link.client, sub, decision.replay_after, False, upto)
         except redis.RedisError:
-            sub.finish_sync([])
-            sub.send_error(
-                "shard unavailable: history could not be read", ErrorCode.SHARD_UNAVAILABLE, position
-            )
-            return
-        if expired_at is not None:
-            sub.position_expired(position, expired_at)  # info for fast_forward, else the error (§7)
-            if sub.fast_forward:
-                self.stats.on_shed(EXPIRED_POSITION, None, 0)
-        sub.finish_sync(prepare(sub, entries))
+            self._replay_failed(sub, position)
+
+    def _replay_failed(self, sub: Subscription, position: str | None) -> None:
+        where = sub.position if sub.resume_after is not None else position
+        sub.finish_sync([])
+        sub.send_error("shard unavailable: history could not be read", ErrorCode.SHARD_UNAVAILABLE, where)
 
     def replay_recent(
         self, sub: Subscription, count: int | None, age: int | None, policy: HistoryPolicy
     ) -> None:
         """Send ``sub`` the channel's last ``count`` messages not older than ``age`` seconds (PROTOCOL §5
-        ``history``), then switch it to live with no gap and no duplicate."""
+        ``history``), then switch it to live with no gap and no duplicate; in bounded pages too."""
         window = history_window(count, age, int(time.time() * 1000), policy.replay, REPLAY_LIMIT)
         if window is None:
             sub.finish_sync([])
             return
         route = self.router.routes.get(sub.key.encode())
         link = route.link if route is not None else self.link_for(sub.key)
+        upto = sub.position or "+"
         try:
-            entries = recent_entries(link.client, sub.key, window)
+            start = window_start(link.client, sub.key, window, upto, PAGE_ENTRIES)
+            if start is None:
+                sub.finish_sync([])
+                return
+            replay_pages(link.client, sub, start, True, upto)
         except redis.RedisError:
-            sub.finish_sync([])
-            sub.send_error("shard unavailable: history could not be read", ErrorCode.SHARD_UNAVAILABLE, None)
-            return
-        sub.finish_sync(prepare(sub, entries))
+            self._replay_failed(sub, None)
 
     def unsubscribe(self, sub: Subscription) -> None:
         sub.cancel()

@@ -14,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from ..protocol import ErrorCode
+from .errors import EngineError
+
 PUBLISH_SCRIPT = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'm', ARGV[1])
 local max_age = tonumber(ARGV[3])
@@ -28,7 +31,99 @@ end
 return id
 """
 
-SCRIPTS = {"publish": PUBLISH_SCRIPT}
+# The publish of an app with byte budgets (:mod:`.budget` says why and how): the same XADD, PEXPIRE and
+# PUBLISH, but the oldest entries are dropped by this script itself, so that it knows their sizes.
+# KEYS: the stream, the app's sizes hash (field "" = the app's total on this shard, field <stream> = that
+# stream's bytes), the app's expiry sorted set (stream -> when its key expires, ms).
+# ARGV: message, max length (>= 1), max age (ms, 0 = none), deliver ("1"/"0"), max bytes per channel
+# (0 = none), max bytes of the app on this shard (0 = none).
+BUDGET_PUBLISH_SCRIPT = """
+local key, sizes, expiry = KEYS[1], KEYS[2], KEYS[3]
+local message = ARGV[1]
+local size = string.len(message)
+local max_length, max_age = tonumber(ARGV[2]), tonumber(ARGV[3])
+local max_bytes, app_max = tonumber(ARGV[5]), tonumber(ARGV[6])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- Channels whose key expired (idle past max age) leave the app's total: a few per publish keeps up,
+-- since each publish adds at most one channel.
+local total = tonumber(redis.call('HGET', sizes, '') or '0')
+local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 16)
+for _, stream in ipairs(gone) do
+  if redis.call('EXISTS', stream) == 0 then
+    total = total - tonumber(redis.call('HGET', sizes, stream) or '0')
+    redis.call('HDEL', sizes, stream)
+  end
+  redis.call('ZREM', expiry, stream)
+end
+local recorded = tonumber(redis.call('HGET', sizes, key) or '0')
+local bytes, count = recorded, redis.call('XLEN', key)
+if count == 0 then bytes = 0 end
+-- Decide which oldest entries go (too many, too many bytes, too old), reading them to learn their sizes.
+local oldest_kept_ms = max_age > 0 and (now - max_age) or nil
+local first_kept, after, page = nil, '-', 2
+while count > 0 do
+  local entries = redis.call('XRANGE', key, after, '+', 'COUNT', page)
+  if #entries == 0 then break end
+  for _, entry in ipairs(entries) do
+    local entry_id, entry_size = entry[1], 0
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'm' then entry_size = string.len(fields[i + 1]) end
+    end
+    local too_old = oldest_kept_ms and tonumber(string.match(entry_id, '^(%d+)')) < oldest_kept_ms
+    if count + 1 > max_length or (max_bytes > 0 and bytes + size > max_bytes) or too_old then
+      count = count - 1
+      bytes = math.max(bytes - entry_size, 0)
+    else
+      first_kept = entry_id
+      break
+    end
+    after = '(' .. entry_id
+  end
+  if first_kept then break end
+  page = math.min(page * 4, 256)
+end
+local new_total = math.max(total - recorded, 0) + bytes + size
+if app_max > 0 and new_total > app_max then
+  redis.call('HSET', sizes, '', total)
+  return redis.error_reply('COBRA_APP_HISTORY_FULL ' .. string.format('%d', app_max))
+end
+if count == 0 then
+  redis.call('XTRIM', key, 'MAXLEN', 0)  -- not DEL: the stream keeps its last id, positions keep growing
+elseif first_kept then
+  redis.call('XTRIM', key, 'MINID', first_kept)
+end
+local id = redis.call('XADD', key, '*', 'm', message)
+if max_age > 0 then
+  redis.call('PEXPIRE', key, max_age)
+  redis.call('ZADD', expiry, now + max_age, key)
+else
+  redis.call('ZADD', expiry, '+inf', key)
+end
+redis.call('HSET', sizes, '', new_total, key, bytes + size)
+if ARGV[4] == '1' then
+  redis.call('PUBLISH', key, id .. ' ' .. message)
+end
+return id
+"""
+
+# The budgeted publish's refusal (an error reply "COBRA_APP_HISTORY_FULL <limit>"), and what a client gets.
+APP_HISTORY_FULL = "COBRA_APP_HISTORY_FULL"
+
+
+def app_history_full(reply: str) -> EngineError:
+    """PROTOCOL §9 has no code for a full quota; ``rate_limited`` says what to do about it: the app's
+    history ages out (history_max_age), so publishing again later succeeds."""
+    limit = reply.split()[1] if len(reply.split()) > 1 else "?"
+    return EngineError(
+        f"the app's history is at its budget of {limit} bytes on this shard (app_history_max_bytes); "
+        "retry once older messages expire",
+        ErrorCode.RATE_LIMITED,
+    )
+
+
+SCRIPTS = {"publish": PUBLISH_SCRIPT, "budget_publish": BUDGET_PUBLISH_SCRIPT}
 
 
 # Most entries one resume or fill replays, whatever the retention settings say: it bounds the memory one
@@ -43,6 +138,15 @@ class HistoryPolicy:
 
     max_length: int
     max_age: int  # seconds; 0 = no age limit
+    # Byte budgets (0 = none), see :mod:`.budget`: the messages kept per channel, and the app's history on
+    # one shard; ``app_key`` names the app's accounting keys.
+    max_bytes: int = 0
+    app_max_bytes: int = 0
+    app_key: str = ""
+
+    @property
+    def budgeted(self) -> bool:
+        return bool(self.max_bytes or self.app_max_bytes) and bool(self.app_key)
 
     @property
     def replay(self) -> bool:
@@ -57,11 +161,26 @@ class HistoryPolicy:
     def max_age_ms(self) -> bytes:
         return b"%d" % (self.max_age * 1000)
 
+    @cached_property
+    def budget_tail(self) -> bytes:
+        """The RESP of the two byte budgets, the last arguments of a budgeted publish."""
+        first, second = b"%d" % self.max_bytes, b"%d" % self.app_max_bytes
+        return b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(first), first, len(second), second)
+
+    @cached_property
+    def accounting_keys(self) -> bytes:
+        """The RESP of the app's two accounting keys (KEYS[2], KEYS[3] of the budgeted publish)."""
+        sizes = b"cobra:history:%s:bytes" % self.app_key.encode()
+        expiry = b"cobra:history:%s:expiry" % self.app_key.encode()
+        return b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(sizes), sizes, len(expiry), expiry)
+
 
 def publish_command(
     sha: bytes, key: bytes, message: bytes, policy: HistoryPolicy, deliver: bool = True
 ) -> bytes:
     """``EVALSHA <sha> 1 <key> <message> <maxlen> <maxage_ms> <deliver>`` in RESP, built without a loop."""
+    if policy.budgeted:
+        return budget_publish_command(sha, key, message, policy, deliver)
     maxlen = policy.stored_length
     maxage = policy.max_age_ms
     return b"".join(
@@ -77,5 +196,32 @@ def publish_command(
             b"\r\n$%d\r\n" % len(maxage),
             maxage,
             b"\r\n$1\r\n1\r\n" if deliver else b"\r\n$1\r\n0\r\n",
+        )
+    )
+
+
+def budget_publish_command(
+    sha: bytes, key: bytes, message: bytes, policy: HistoryPolicy, deliver: bool = True
+) -> bytes:
+    """``EVALSHA <sha> 3 <key> <sizes> <expiry> <message> <maxlen> <maxage_ms> <deliver> <max_bytes>
+    <app_max_bytes>`` for :data:`BUDGET_PUBLISH_SCRIPT`; ``sha`` is that script's."""
+    maxlen = policy.stored_length
+    maxage = policy.max_age_ms
+    return b"".join(
+        (
+            b"*12\r\n$7\r\nEVALSHA\r\n$40\r\n",
+            sha,
+            b"\r\n$1\r\n3\r\n$%d\r\n" % len(key),
+            key,
+            b"\r\n",
+            policy.accounting_keys,
+            b"$%d\r\n" % len(message),
+            message,
+            b"\r\n$%d\r\n" % len(maxlen),
+            maxlen,
+            b"\r\n$%d\r\n" % len(maxage),
+            maxage,
+            b"\r\n$1\r\n1\r\n" if deliver else b"\r\n$1\r\n0\r\n",
+            policy.budget_tail,
         )
     )

@@ -20,7 +20,6 @@ import redis
 from ..channels import split_published
 from ..positions import Position, parse_position
 from ..protocol import ErrorCode
-from .history import REPLAY_LIMIT
 from .merge import merge
 from .routes import Hold, Route
 from .streams import entries_after
@@ -30,6 +29,8 @@ if TYPE_CHECKING:
     from .router import Router
 
 log = logging.getLogger(__name__)
+
+FILL_PAGE = 500  # entries per read of a fill: bounds what one fill holds, whatever the gap
 
 
 class Recovery:
@@ -89,16 +90,27 @@ class Recovery:
     def _fill(self, route: Route, link: ShardLink, floor: str, hold: Hold) -> None:
         """Deliver what ``link`` holds after ``floor``, then the live messages held meanwhile, minus those
         the history already contained. Runs without yielding once the history is read."""
-        entries: list[tuple[str, bytes]] = []
-        try:
-            entries = entries_after(link.client, route.key.decode(), floor, REPLAY_LIMIT)
-        except redis.RedisError as exc:
-            log.warning("shard %s: could not fill the gap of %r: %s", link.name, route.key, exc)
-        if route.hold is not hold or self.routes.get(route.key) is not route:
-            return  # superseded by a newer fill, or nobody listens any more
         route_message, key = self.router.route_message, route.key
-        replayed = [position.encode() + b" " + message for position, message in entries]
         last: Position | None = None
+        total = 0
+        # In pages (a long outage can leave a long gap): each full page is delivered as it is read, while
+        # the hold keeps the live messages; the last, short page is merged with them below.
+        while True:
+            entries: list[tuple[str, bytes]] = []
+            try:
+                entries = entries_after(link.client, route.key.decode(), floor, FILL_PAGE)
+            except redis.RedisError as exc:
+                log.warning("shard %s: could not fill the gap of %r: %s", link.name, route.key, exc)
+            if route.hold is not hold or self.routes.get(route.key) is not route:
+                return  # superseded by a newer fill, or nobody listens any more
+            total += len(entries)
+            replayed = [position.encode() + b" " + message for position, message in entries]
+            if len(entries) < FILL_PAGE:
+                break
+            to_deliver, last = merge(replayed, [], _payload_position, last)
+            for payload in to_deliver:
+                route_message(None, key, payload)
+            floor = entries[-1][0]
         # Delivering never yields today; should it ever, messages held meanwhile are merged here too.
         while True:
             buffered, hold.buffer = hold.buffer or [], []
@@ -111,9 +123,9 @@ class Recovery:
         hold.buffer, hold.skip_upto = None, last
         if last is None:
             route.hold = None
-        if entries:
+        if total:
             # Counts what the history read returned, including messages whose live copy was held back.
-            log.info("shard %s: %r caught up from history: %d message(s)", link.name, route.key, len(entries))
+            log.info("shard %s: %r caught up from history: %d message(s)", link.name, route.key, total)
 
 
 def _payload_position(payload: bytes) -> Position | None:

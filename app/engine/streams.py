@@ -9,7 +9,7 @@ import redis
 
 from ..positions import START
 from .history import HistoryPolicy
-from .resume import HistoryWindow, decide_resume
+from .resume import HistoryWindow, ResumeDecision, decide_resume
 
 
 def _entries(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, bytes]]:
@@ -20,6 +20,15 @@ def entries_after(client: redis.Redis, key: str, position: str, limit: int) -> l
     """Entries strictly after ``position`` (``"0-0"``: all), oldest first."""
     start = "-" if position == START else "(" + position
     return _entries(client.xrange(key, min=start, max="+", count=limit))
+
+
+def entries_between(
+    client: redis.Redis, key: str, start: str, inclusive: bool, upto: str, limit: int
+) -> list[tuple[str, bytes]]:
+    """At most ``limit`` entries from ``start`` (``"-"``/``"0-0"``: the oldest; excluded unless
+    ``inclusive``) to ``upto`` (included; ``"+"``: the newest), oldest first: one page of a replay."""
+    low = "-" if start in ("-", START) else start if inclusive else "(" + start
+    return _entries(client.xrange(key, min=low, max=upto, count=limit))
 
 
 def first_entry(client: redis.Redis, key: str) -> tuple[str, bytes] | None:
@@ -35,6 +44,34 @@ def last_entry(client: redis.Redis, key: str) -> tuple[str, bytes] | None:
 def entry_at(client: redis.Redis, key: str, position: str) -> tuple[str, bytes] | None:
     found = _entries(client.xrange(key, min=position, max=position, count=1))
     return found[0] if found else None
+
+
+def resume_decision(client: redis.Redis, key: str, position: str, policy: HistoryPolicy) -> ResumeDecision:
+    """Where a subscriber resuming after ``position`` restarts (:func:`.resume.decide_resume`)."""
+    first = last = None
+    if position != START:
+        first_found, last_found = first_entry(client, key), last_entry(client, key)
+        first = first_found[0] if first_found else None
+        last = last_found[0] if last_found else None
+    return decide_resume(position, first, last, policy.replay)
+
+
+def window_start(client: redis.Redis, key: str, window: HistoryWindow, upto: str, page: int) -> str | None:
+    """The oldest position of a ``history`` window ending at ``upto``, found by reading the stream
+    backwards a page at a time and keeping only the ids; None when the window is empty."""
+    low = "-" if window.oldest_ms is None else f"{max(window.oldest_ms, 0)}-0"
+    high, remaining, oldest = upto, window.limit, None
+    while remaining > 0:
+        wanted = min(page, remaining)
+        found = client.xrevrange(key, max=high, min=low, count=wanted)
+        if not found:
+            break
+        oldest = found[-1][0].decode()
+        remaining -= len(found)
+        if len(found) < wanted:
+            break
+        high = "(" + oldest
+    return oldest
 
 
 def resume_plan(

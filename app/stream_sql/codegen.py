@@ -21,10 +21,11 @@ Semantics, where §6 is silent:
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable
 from typing import Any
 
+from app.stream_sql.like import BITWISE_FROM
+from app.stream_sql.like import like_matcher as _like_matcher
 from app.stream_sql.parser import BoolOp, Compare, Condition, IsNull, Like, Literal, Not, Operand, Path, Query
 
 _NUMBERS = (int, float)
@@ -230,44 +231,7 @@ def _like_parts(pattern: str) -> list[Any]:
     return parts
 
 
-def like_matcher(parts: list[Any]) -> Callable[[str], bool]:
-    """A whole-string glob matcher for LIKE patterns with wildcards, in linear time.
-
-    A regex such as ``.*a.*a.*a.*b`` backtracks polynomially (a pattern with k wildcards costs O(n^k) on a
-    long string that does not match), and one subscriber's filter runs on every message of its channel in the
-    broker's routing greenlet. Here the pattern is cut at each ``%`` into fixed-length segments (literal runs
-    and ``_``): the first is matched at the start, the last at the end, and the ones between at their
-    leftmost position, which is always enough for glob matching. Each segment is a regex without repetition.
-    """
-    segments: list[list[Any]] = [[]]
-    for part in parts:
-        if part is _ANY:
-            segments.append([])
-        else:
-            segments[-1].append(part)
-    compiled = [
-        (
-            re.compile("".join("." if p is _ONE else re.escape(p) for p in seg), re.DOTALL),
-            sum(1 if p is _ONE else len(p) for p in seg),
-        )
-        for seg in segments
-    ]
-    if len(compiled) == 1:  # no %: one fixed-length pattern for the whole string
-        whole = compiled[0][0].fullmatch
-        return lambda s: whole(s) is not None
-    (first, first_len), middle, (last, last_len) = compiled[0], compiled[1:-1], compiled[-1]
-
-    def match(s: str) -> bool:
-        end = len(s) - last_len
-        if end < first_len or (first_len and first.match(s) is None) or last.match(s, end) is None:
-            return False
-        pos = first_len
-        for segment, length in middle:
-            if length:
-                found = segment.search(s, pos, end)
-                if found is None:
-                    return False
-                pos = found.end()
-        return True
-
-    return match
+def like_matcher(parts: list[Any], bitwise_from: int = BITWISE_FROM) -> Callable[[str], bool]:
+    """A whole-string glob matcher for LIKE ``parts`` with wildcards, in time linear in the subject's length
+    for any pattern (:mod:`app.stream_sql.like` says how)."""
+    return _like_matcher(parts, _ANY, _ONE, bitwise_from)

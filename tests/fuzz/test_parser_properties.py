@@ -157,3 +157,28 @@ def test_any_upgrade_request_is_accepted_or_refused_with_400(environ):
         check_upgrade(environ, deflate_enabled=True)
     except HandshakeError as exc:
         assert exc.status.startswith("400")
+
+
+# --------------------------------------------------------------------------- LIKE
+like_subjects = st.text(alphabet="ab\u00e9\U0001f600", max_size=40)
+
+
+@FUZZ
+@given(
+    pattern=st.text(alphabet="ab\u00e9\U0001f600%_", max_size=14),
+    subject=like_subjects,
+    bitwise_from=st.sampled_from([0, 8, 4096]),
+)
+def test_like_matcher_agrees_with_the_regex_definition_on_both_search_paths(pattern, subject, bitwise_from):
+    """The linear matcher (regex near the start, bit-parallel masks beyond: ``bitwise_from`` forces the
+    latter early) answers exactly what the backtracking regex definition of the pattern answers."""
+    import re
+
+    from app.stream_sql.codegen import _ANY, _ONE, _like_parts, like_matcher
+
+    parts = _like_parts(pattern)
+    if _ANY not in parts and _ONE not in parts:
+        return  # no wildcard: the substring rule applies instead
+    regex = "".join(".*" if p is _ANY else "." if p is _ONE else re.escape(p) for p in parts)
+    expected = re.fullmatch(regex, subject, re.DOTALL) is not None
+    assert like_matcher(parts, bitwise_from)(subject) == expected
