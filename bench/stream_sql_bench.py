@@ -72,6 +72,14 @@ def main() -> None:
     miss = best_ns("clear(); compile(t)", 2_000, clear=CACHE.clear, compile=compile_filter, t=PROJECTING)
     report("compile_filter(), parse + compile (cache miss)", miss)
 
+    # SECURITY.md's LIKE promise: time linear in the subject, whatever the pattern (issue 14's attack).
+    attack = compile_filter("SELECT * FROM c WHERE s LIKE '%" + "a_" * 965 + "b%'")
+    subject = {"s": "a" * 1_000_000}
+    report(
+        "LIKE attack: 1,930-char '_' pattern vs a 1 MB string",
+        best_ns("f.matches(m)", 3, f=attack, m=subject),
+    )
+
 
 if __name__ == "__main__":
     main()

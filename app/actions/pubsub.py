@@ -215,8 +215,19 @@ def subscribe(session: Session, request: Request, services: Services, client: Cl
     if existing is not None:
         _replace(session, existing, sub, services, live=not replay)
     if client.closing or subscriptions.get(subscription_id) is not sub:
-        end_subscription(session, sub, services)  # the connection went away while we waited for Redis
-        return None
+        # While we waited for Redis the connection went away (nobody to answer), or the subscription was
+        # ended under us: its role was narrowed (app.actions.narrowing), or a later force replaced it. A
+        # request always gets its reply, so the last two are refused.
+        end_subscription(session, sub, services)
+        if client.closing:
+            return None
+        role = session.role
+        if role is not None and "subscribe" not in role.permissions:
+            raise ActionError(f'action "{request.action}": permission denied', ErrorCode.PERMISSION_DENIED)
+        check_channel(session, request.action, channel)
+        raise ActionError(
+            f"subscription_id {subscription_id} was replaced before it was live", ErrorCode.ALREADY_SUBSCRIBED
+        )
     sub.position = tail
     subscriptions_changed(session, services)
     client.send_payload(

@@ -29,6 +29,7 @@ BLOB = "y" * 10_000
 SLOW_ENV = {
     "COBRA_SEND_QUEUE_MAX_BYTES": str(SMALL_QUEUE),
     "COBRA_HISTORY_MAX_LENGTH": "5000",
+    "COBRA_HISTORY_MAX_BYTES": str(64 << 20),  # the ~10 MB flood stays in history for the resubscribe
     "COBRA_PING_INTERVAL": "600",
 }
 
