@@ -84,6 +84,27 @@ def test_thousands_of_half_open_sockets_do_not_deny_service(server, test_apps):
             sock.close()
 
 
+@pytest.mark.slow
+def test_ten_thousand_half_open_sockets_from_fifty_addresses_do_not_deny_service(broker_factory, test_apps):
+    """SECURITY.md's figure: 10,000 half-sent requests from 50 addresses (more than the per-address and
+    per-process caps admit: the rest are refused at once); /health/ and authenticated clients still work,
+    and a legitimate client from yet another address gets its WebSocket."""
+    _raise_nofile(16384)
+    server = broker_factory()
+    secret = test_apps[TEST_APP].roles["pubsub"].secret
+    attackers = [f"127.0.1.{n}" for n in range(1, 51)]
+    held: list[socket.socket] = []
+    try:
+        for i in range(10_000):
+            with contextlib.suppress(OSError):  # a refused socket may be reset while we connect
+                held.append(half_open(server.port, attackers[i % len(attackers)]))
+        assert http_status(server.http + "/health/") == 200
+        assert authenticated_publish_works(server.endpoint, secret)
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_sockets_over_the_per_address_cap_are_closed_at_once(broker_factory):
     broker = broker_factory(env={"COBRA_PREAUTH_MAX_PER_IP": "3"})
     held = [half_open(broker.port, "127.0.0.9") for _ in range(3)]
