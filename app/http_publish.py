@@ -59,6 +59,7 @@ _STATUS_OF_CODE = {
     ErrorCode.MESSAGE_TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.SHARD_UNAVAILABLE: 503,
+    ErrorCode.NOT_REPLICATED: 503,  # stored on the master, not confirmed on replicas: retry (PROTOCOL §13)
 }
 
 

@@ -220,6 +220,9 @@ class App:
         return cls(key=data["key"], roles=roles, settings=AppSettings.from_dict(data.get("settings") or {}))
 
 
+SHARD_URL_PREFIXES: tuple[str, ...] = ("redis://", "rediss://", "unix://", "redis+sentinel://")
+
+
 @dataclass(frozen=True)
 class Shard:
     """A Redis node carrying channels. The URL may hold a password (``redis://:pw@host``) or use TLS."""
@@ -229,8 +232,12 @@ class Shard:
 
     def __post_init__(self) -> None:
         validate_name("shard name", self.name)
-        if not isinstance(self.url, str) or not self.url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("a shard URL starts with redis://, rediss:// or unix://")
+        if not isinstance(self.url, str) or not self.url.startswith(SHARD_URL_PREFIXES):
+            raise ValueError("a shard URL starts with redis://, rediss://, unix:// or redis+sentinel://")
+        if self.url.startswith("redis+sentinel://"):
+            from .engine.sentinel_url import parse_sentinel_url  # pure; no import cycle at module load
+
+            parse_sentinel_url(self.url)  # ValueError saying what is wrong
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
