@@ -172,6 +172,9 @@ class AppSettings:
     publish_rate: float | None = None  # publishes per second per connection
     max_message_size: int | None = None
     send_queue_max_bytes: int | None = None  # pending bytes per slow consumer; 0 = the broker default
+    # With durability "replicated" (App.durability): replicas WAIT must see, and how long it may wait.
+    min_replicas: int | None = None  # None = DEFAULT_MIN_REPLICAS
+    replication_timeout: float | None = None  # seconds; None = DEFAULT_REPLICATION_TIMEOUT
     republish_rules: tuple[RepublishRule, ...] = ()
 
     def __post_init__(self) -> None:
@@ -196,20 +199,37 @@ class AppSettings:
         return _from_dict(cls, data)
 
 
+# When a publish is acknowledged (README "Durability"): "leader" once the shard's master holds it;
+# "replicated" once WAIT saw ``min_replicas`` replicas hold it within ``replication_timeout`` seconds.
+DURABILITY_MODES: tuple[str, ...] = ("leader", "replicated")
+DEFAULT_MIN_REPLICAS = 1
+DEFAULT_REPLICATION_TIMEOUT = 1.0
+
+
+def validate_durability(value: Any) -> str:
+    if value not in DURABILITY_MODES:
+        raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class App:
     key: str
     roles: dict[str, Role] = field(default_factory=dict)
     settings: AppSettings = field(default_factory=AppSettings)
+    # A per-app setting like those of AppSettings, and stored among them ("settings" in the store and in
+    # apps.yaml); kept apart here because it is a word, and every AppSettings field is a number.
+    durability: str = "leader"
 
     def __post_init__(self) -> None:
         validate_name("app key", self.key)
+        validate_durability(self.durability)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
             "roles": {name: role.to_dict() for name, role in self.roles.items()},
-            "settings": self.settings.to_dict(),
+            "settings": {**self.settings.to_dict(), "durability": self.durability},
         }
 
     @classmethod
@@ -217,7 +237,14 @@ class App:
         roles = {
             name: Role.from_dict({**role, "name": name}) for name, role in (data.get("roles") or {}).items()
         }
-        return cls(key=data["key"], roles=roles, settings=AppSettings.from_dict(data.get("settings") or {}))
+        settings = data.get("settings") or {}
+        durability = settings.get("durability") if isinstance(settings, dict) else None
+        return cls(
+            key=data["key"],
+            roles=roles,
+            settings=AppSettings.from_dict(settings),
+            durability=durability or "leader",
+        )
 
 
 SHARD_URL_PREFIXES: tuple[str, ...] = ("redis://", "rediss://", "unix://", "redis+sentinel://")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .engine.history import HistoryPolicy
-from .models import ADMIN_APP, App, ConfigSnapshot
+from .models import ADMIN_APP, DEFAULT_MIN_REPLICAS, DEFAULT_REPLICATION_TIMEOUT, App, ConfigSnapshot
 
 if TYPE_CHECKING:
     from .engine.interface import EngineAPI
@@ -78,9 +78,17 @@ class ConfigView:
             app = self.snapshot.apps.get(app_key)
             length = app.settings.history_max_length if app is not None else None
             age = app.settings.history_max_age if app is not None else None
+            replicas, timeout = 0, DEFAULT_REPLICATION_TIMEOUT
+            if app is not None and app.durability == "replicated":
+                replicas = app.settings.min_replicas
+                replicas = DEFAULT_MIN_REPLICAS if replicas is None else int(replicas)
+                if app.settings.replication_timeout is not None:
+                    timeout = float(app.settings.replication_timeout)
             policy = self._policies[app_key] = HistoryPolicy(
                 self.settings.history_max_length if length is None else int(length),
                 self.settings.history_max_age if age is None else int(age),
+                min_replicas=replicas,
+                replication_timeout_ms=int(timeout * 1000),
             )
         return policy
 

@@ -78,7 +78,10 @@ def read_apps_yaml(text: str, *, allow_legacy_secrets: bool = False) -> ParsedAp
                     compile_rule(rule)
                 except ValueError as exc:  # FilterError included
                     raise ValueError(f"republish rule {number} ({rule.expression!r}): {exc}") from None
-            apps.append(App(key=str(key), roles=roles, settings=settings))
+            raw_settings = spec.get("settings")
+            durability = raw_settings.get("durability") if isinstance(raw_settings, dict) else None
+            durability = durability or "leader"
+            apps.append(App(key=str(key), roles=roles, settings=settings, durability=durability))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
     return ParsedApps(apps, warnings)
@@ -157,6 +160,8 @@ def dump_apps_yaml(apps: Iterable[App]) -> str:
             roles[name] = entry
         spec: dict[str, Any] = {"roles": roles}
         settings = {k: v for k, v in app.settings.to_dict().items() if v not in (None, [])}
+        if app.durability != "leader":
+            settings["durability"] = app.durability
         if settings:
             spec["settings"] = settings
         document["apps"][app.key] = spec
