@@ -184,6 +184,21 @@ class AppSettingsForm(PanelForm):
         "Bytes queued for a slow reader before it is disconnected",
         validators=[Optional(), NumberRange(min=0, max=1 << 30)],
     )
+    min_replicas = IntegerField(
+        "Durability replicated: replicas that must confirm",
+        validators=[Optional(), NumberRange(min=0, max=64)],
+    )
+    replication_timeout = DecimalField(
+        "Durability replicated: seconds to wait for them",
+        places=None,
+        validators=[Optional(), NumberRange(min=0, max=3600)],
+    )
+    # A word, not a number: rendered and saved apart from FIELDS (App.durability).
+    durability = SelectField(
+        "Durability (when a publish is acknowledged)",
+        choices=[("leader", "leader: the master holds it"), ("replicated", "replicated: WAIT saw replicas")],
+        default="leader",
+    )
 
     FIELDS = (
         "history_max_length",
@@ -194,13 +209,15 @@ class AppSettingsForm(PanelForm):
         "publish_rate",
         "max_message_size",
         "send_queue_max_bytes",
+        "min_replicas",
+        "replication_timeout",
     )
 
     def values(self) -> dict[str, Any]:
         values = {}
         for name in self.FIELDS:
             value = getattr(self, name).data
-            if value is not None and name == "publish_rate":
+            if value is not None and name in ("publish_rate", "replication_timeout"):
                 value = float(value)
             values[name] = value
         return values
