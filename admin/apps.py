@@ -14,7 +14,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from app.cluster import registered_connections
 from app.config_store import ConfigError
-from app.models import App, AppSettings, RepublishRule, generate_appkey
+from app.models import (
+    DEFAULT_MIN_REPLICAS,
+    DEFAULT_REPLICATION_TIMEOUT,
+    App,
+    AppSettings,
+    RepublishRule,
+    generate_appkey,
+)
 
 from .context import audit, now, panel, store
 from .forms import (
@@ -59,6 +66,8 @@ def broker_defaults() -> dict[str, Any]:
         "app_history_max_bytes": settings.app_history_max_bytes or "unlimited",
         "max_publish_channels": settings.max_publish_channels or "unlimited",
         "max_channel_length": settings.max_channel_length or "unlimited",
+        "min_replicas": DEFAULT_MIN_REPLICAS,
+        "replication_timeout": DEFAULT_REPLICATION_TIMEOUT,
     }
 
 
@@ -115,7 +124,7 @@ def render_detail(
     """The app page; ``forms`` replaces the blank form of the one that was just submitted with errors, and
     ``rotation`` (role name, its refused rotate form) that role's rotate field, so it shows what was typed."""
     settings_form = forms.pop("settings_form", None) or AppSettingsForm(
-        formdata=None, data=app.settings.to_dict()
+        formdata=None, data={**app.settings.to_dict(), "durability": app.durability}
     )
     page_forms = {
         "settings_form": settings_form,
@@ -159,17 +168,18 @@ def save_settings(key: str) -> Any:
     if not form.validate_on_submit():
         return render_detail(app, 400, settings_form=form)
     values = form.values()
+    durability = form.durability.data or "leader"
 
     def change(current: App) -> App:
         kept = current.settings.republish_rules  # edited by its own forms; never lost to a race here
-        return replace(current, settings=AppSettings(**values, republish_rules=kept))
+        return replace(current, settings=AppSettings(**values, republish_rules=kept), durability=durability)
 
     try:
         store().update_app(key, change)
     except ConfigError:
         abort(404)
     changed = {k: ("default" if v is None else v) for k, v in values.items()}
-    audit("app.settings", app=key, **changed)
+    audit("app.settings", app=key, durability=durability, **changed)
     flash("Settings saved; brokers apply them within a second.", "success")
     return redirect(url_for("apps.detail", key=key) + "#settings")
 

@@ -200,6 +200,21 @@ class AppSettingsForm(PanelForm):
         "Longest channel name, UTF-8 bytes (0 = unlimited)",
         validators=[Optional(), NumberRange(min=0, max=MAX_COUNT)],
     )
+    min_replicas = IntegerField(
+        "Durability replicated: replicas that must confirm",
+        validators=[Optional(), NumberRange(min=0, max=64)],
+    )
+    replication_timeout = DecimalField(
+        "Durability replicated: seconds to wait for them",
+        places=None,
+        validators=[Optional(), NumberRange(min=0, max=3600)],
+    )
+    # A word, not a number: rendered and saved apart from FIELDS (App.durability).
+    durability = SelectField(
+        "Durability (when a publish is acknowledged)",
+        choices=[("leader", "leader: the master holds it"), ("replicated", "replicated: WAIT saw replicas")],
+        default="leader",
+    )
 
     FIELDS = (
         "history_max_length",
@@ -214,13 +229,15 @@ class AppSettingsForm(PanelForm):
         "app_history_max_bytes",
         "max_publish_channels",
         "max_channel_length",
+        "min_replicas",
+        "replication_timeout",
     )
 
     def values(self) -> dict[str, Any]:
         values = {}
         for name in self.FIELDS:
             value = getattr(self, name).data
-            if value is not None and name == "publish_rate":
+            if value is not None and name in ("publish_rate", "replication_timeout"):
                 value = float(value)
             values[name] = value
         return values

@@ -19,8 +19,10 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from app.config_store import ConfigError
 from app.engine.cluster_topology import cluster_shard_health
+from app.engine.sentinel_url import is_sentinel_url
 from app.models import Shard
 from app.redis_cluster_url import is_cluster_url
+from app.sentinel_topology import sentinel_topology
 from app.shards import channel_shares, off_the_event_loop, predicted_shard_move_fraction
 
 from .context import audit, panel, store
@@ -33,6 +35,13 @@ MASK = "********"
 
 def mask_url(url: str) -> str:
     parts = urlsplit(url)
+    if is_sentinel_url(url) and "sentinel_password=" in parts.query:  # the Sentinels' own secret
+        query = "&".join(
+            f"sentinel_password={MASK}" if pair.startswith("sentinel_password=") else pair
+            for pair in parts.query.split("&")
+        )
+        parts = parts._replace(query=query)
+        url = urlunsplit(parts)
     if parts.password is None:
         return url
     user = parts.username or ""
@@ -50,9 +59,17 @@ def unmask_url(url: str, name: str, existing: dict[str, Shard]) -> str:
 
 
 def shard_health(url: str, timeout: float) -> dict[str, Any]:
-    """PING, then INFO's memory and clients; never raises (an unreachable shard is a result)."""
+    """PING, then INFO's memory and clients; never raises (an unreachable shard is a result). A Sentinel
+    shard is its master as the Sentinels name it, with its topology (``master``, ``replicas``)."""
     if is_cluster_url(url):
         return cluster_shard_health(url, timeout)
+    topology: dict[str, Any] = {}
+    if is_sentinel_url(url):
+        topology = sentinel_topology(url, timeout)
+        if topology["master_url"] is None:
+            return {"ok": False, "error": f"no Sentinel names a master: {topology['error']}"}
+        url = topology["master_url"]
+        topology = {"master": topology["master"], "replicas": topology["replicas"]}
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         started = time.perf_counter()
@@ -67,6 +84,7 @@ def shard_health(url: str, timeout: float) -> dict[str, Any]:
             "connected_clients": info.get("connected_clients"),
             "version": info.get("redis_version"),
             "uptime": info.get("uptime_in_seconds"),
+            **topology,
         }
     except (redis.RedisError, OSError, ValueError, TypeError) as exc:  # TypeError: an unknown URL option
         return {"ok": False, "error": str(exc) or type(exc).__name__}
@@ -129,7 +147,7 @@ def submit() -> Any:
         try:
             url = unmask_url(url, name, existing)
             shard = Shard(name=name, url=url)
-            if not is_cluster_url(url):  # (a cluster URL was checked whole by Shard)
+            if not is_cluster_url(url) and not is_sentinel_url(url):  # (Shard() checked those whole)
                 redis.connection.parse_url(url)  # a port that is not a number, an unknown option, ...
             proposed.append(shard)
         except (ValueError, TypeError) as exc:

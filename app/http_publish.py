@@ -60,6 +60,7 @@ _STATUS_OF_CODE = {
     ErrorCode.BAD_SCHEMA: 400,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.SHARD_UNAVAILABLE: 503,
+    ErrorCode.NOT_REPLICATED: 503,  # stored on the master, not confirmed on replicas: retry (PROTOCOL §13)
 }
 
 

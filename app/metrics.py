@@ -150,12 +150,40 @@ class ClusterCollector:
             "Publishes waiting for or on the wire to the shard.",
             labels=["node", "shard"],
         )
+        shard_master = GaugeMetricFamily(
+            "cobra_shard_master",
+            "1 for the node taking the shard's writes, as this broker node last heard (Sentinel moves it).",
+            labels=["node", "shard", "kind", "master"],
+        )
+        shard_replicas = GaugeMetricFamily(
+            "cobra_shard_replicas", "Replicas of the shard's master that are up.", labels=["node", "shard"]
+        )
+        shard_failovers = GaugeMetricFamily(
+            "cobra_shard_failovers", "Master moves this broker node followed.", labels=["node", "shard"]
+        )
+        shard_last_failover = GaugeMetricFamily(
+            "cobra_shard_last_failover_timestamp_seconds",
+            "Unix time of the last master move this broker node followed (0: none).",
+            labels=["node", "shard"],
+        )
         for node, data in docs.items():
             for shard, entry in sorted(_map(data.get("shards")).items()):
-                shard_up.add_metric([node, shard], _number(_map(entry).get("up")))
-                shard_queued.add_metric([node, shard], _number(_map(entry).get("queued")))
+                entry = _map(entry)
+                shard_up.add_metric([node, shard], _number(entry.get("up")))
+                shard_queued.add_metric([node, shard], _number(entry.get("queued")))
+                if entry.get("master"):
+                    labels = [node, shard, str(entry.get("kind") or "single"), str(entry["master"])]
+                    shard_master.add_metric(labels, 1)
+                replicas = entry.get("replicas")
+                shard_replicas.add_metric([node, shard], len(replicas) if isinstance(replicas, list) else 0)
+                shard_failovers.add_metric([node, shard], _number(entry.get("failovers")))
+                shard_last_failover.add_metric([node, shard], _number(entry.get("last_failover")))
         yield shard_up
         yield shard_queued
+        yield shard_master
+        yield shard_replicas
+        yield shard_failovers
+        yield shard_last_failover
 
         latency = HistogramMetricFamily(
             "cobra_publish_batch_seconds",

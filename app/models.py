@@ -177,6 +177,9 @@ class AppSettings:
     app_history_max_bytes: int | None = None  # bytes of the app's whole history in Redis; 0 = unlimited
     max_publish_channels: int | None = None  # channels one publish may name; 0 = unlimited
     max_channel_length: int | None = None  # UTF-8 bytes of a channel name; 0 = unlimited
+    # With durability "replicated" (App.durability): replicas WAIT must see, and how long it may wait.
+    min_replicas: int | None = None  # None = DEFAULT_MIN_REPLICAS
+    replication_timeout: float | None = None  # seconds; None = DEFAULT_REPLICATION_TIMEOUT
     republish_rules: tuple[RepublishRule, ...] = ()
 
     def __post_init__(self) -> None:
@@ -201,6 +204,19 @@ class AppSettings:
         return _from_dict(cls, data)
 
 
+# When a publish is acknowledged (README "Durability"): "leader" once the shard's master holds it;
+# "replicated" once WAIT saw ``min_replicas`` replicas hold it within ``replication_timeout`` seconds.
+DURABILITY_MODES: tuple[str, ...] = ("leader", "replicated")
+DEFAULT_MIN_REPLICAS = 1
+DEFAULT_REPLICATION_TIMEOUT = 1.0
+
+
+def validate_durability(value: Any) -> str:
+    if value not in DURABILITY_MODES:
+        raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class App:
     key: str
@@ -209,9 +225,13 @@ class App:
     # What /metrics calls this app instead of its key ("" = its key, or "other" under metrics_apps=labelled):
     # a scraper that may see the numbers need not learn the tenants' app keys.
     metrics_label: str = ""
+    # A per-app setting like those of AppSettings, and stored among them ("settings" in the store and in
+    # apps.yaml); kept apart here because it is a word, and every AppSettings field is a number.
+    durability: str = "leader"
 
     def __post_init__(self) -> None:
         validate_name("app key", self.key)
+        validate_durability(self.durability)
         if self.metrics_label:
             validate_name("metrics label", self.metrics_label)
 
@@ -219,7 +239,7 @@ class App:
         data = {
             "key": self.key,
             "roles": {name: role.to_dict() for name, role in self.roles.items()},
-            "settings": self.settings.to_dict(),
+            "settings": {**self.settings.to_dict(), "durability": self.durability},
         }
         if self.metrics_label:
             data["metrics_label"] = self.metrics_label
@@ -230,12 +250,24 @@ class App:
         roles = {
             name: Role.from_dict({**role, "name": name}) for name, role in (data.get("roles") or {}).items()
         }
+        settings = data.get("settings") or {}
+        durability = settings.get("durability") if isinstance(settings, dict) else None
         return cls(
             key=data["key"],
             roles=roles,
-            settings=AppSettings.from_dict(data.get("settings") or {}),
+            settings=AppSettings.from_dict(settings),
             metrics_label=data.get("metrics_label") or "",
+            durability=durability or "leader",
         )
+
+
+SHARD_URL_PREFIXES: tuple[str, ...] = (
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+sentinel://",
+    "redis+cluster://",
+)
 
 
 @dataclass(frozen=True)
@@ -249,8 +281,14 @@ class Shard:
         validate_name("shard name", self.name)
         if isinstance(self.url, str) and is_cluster_url(self.url):
             parse_cluster_url(self.url)  # a Redis Cluster shard: raises ValueError saying what is wrong
-        elif not isinstance(self.url, str) or not self.url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("a shard URL starts with redis://, rediss://, unix:// or redis+cluster://")
+        elif not isinstance(self.url, str) or not self.url.startswith(SHARD_URL_PREFIXES):
+            raise ValueError(
+                "a shard URL starts with redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://"
+            )
+        elif self.url.startswith("redis+sentinel://"):
+            from .engine.sentinel_url import parse_sentinel_url  # pure; no import cycle at module load
+
+            parse_sentinel_url(self.url)  # ValueError saying what is wrong
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

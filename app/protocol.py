@@ -58,6 +58,7 @@ class ErrorCode:
     MESSAGE_TOO_LARGE = "message_too_large"
     RATE_LIMITED = "rate_limited"
     SHARD_UNAVAILABLE = "shard_unavailable"
+    NOT_REPLICATED = "not_replicated"  # durability replicated: WAIT saw too few replicas in time
     EXPIRED_POSITION = "expired_position"
     UNKNOWN_CONNECTION = "unknown_connection"
     INVALID_HISTORY = "invalid_history"

@@ -152,9 +152,10 @@ class CobraApplication:
     def _readiness(self, start_response: Callable[..., Any]) -> list[bytes]:
         """Readiness (unlike /health/): 503 while the config store or any shard does not answer."""
         problems = self.broker.readiness() + self.broker.edge.problems()
+        topology = _replicated_shards(self.broker.engine.shard_statuses())
         if not problems:
-            return plain_response(start_response, "200 OK", "ready\n")
-        body = "not ready\n" + "".join(f"- {problem}\n" for problem in problems)
+            return plain_response(start_response, "200 OK", "ready\n" + topology)
+        body = "not ready\n" + "".join(f"- {problem}\n" for problem in problems) + topology
         return plain_response(start_response, "503 Service Unavailable", body)
 
     def _metrics(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -236,3 +237,21 @@ def serve(settings: Settings, redis_url: str, on_ready: Callable[[], None] | Non
     log.info("stopped after %.0f s", time.monotonic() - started)
     sys.stdout.flush()
     return 0
+
+
+def _replicated_shards(statuses: list[Any]) -> str:
+    """One line per shard that is more than one node (Sentinel): its master, replicas and last failover,
+    so a probe's output says where writes go. Single-node shards add nothing (the body stays "ready")."""
+    lines = []
+    for status in statuses:
+        if status.kind == "single":
+            continue
+        when = "never"
+        if status.last_failover is not None:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(status.last_failover))
+        replicas = ", ".join(status.replicas) or "none"
+        lines.append(
+            f"shard {status.name} ({status.kind}): master {status.master or 'unknown'}, replicas {replicas}, "
+            f"failovers {status.failovers}, last failover {when}\n"
+        )
+    return "".join(lines)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .engine.history import HistoryPolicy
-from .models import ADMIN_APP, App, ConfigSnapshot
+from .models import ADMIN_APP, DEFAULT_MIN_REPLICAS, DEFAULT_REPLICATION_TIMEOUT, App, ConfigSnapshot
 
 if TYPE_CHECKING:
     from .engine.interface import EngineAPI
@@ -86,12 +86,20 @@ class ConfigView:
             # The app's budget is enforced by each shard on what it holds: an even share keeps the sum
             # within the budget (channels spread evenly over the hash ring).
             shares = max(len(self.snapshot.shards), 1)
+            replicas, timeout = 0, DEFAULT_REPLICATION_TIMEOUT
+            if app is not None and app.durability == "replicated":
+                replicas = app.settings.min_replicas
+                replicas = DEFAULT_MIN_REPLICAS if replicas is None else int(replicas)
+                if app.settings.replication_timeout is not None:
+                    timeout = float(app.settings.replication_timeout)
             policy = self._policies[app_key] = HistoryPolicy(
                 self.settings.history_max_length if length is None else int(length),
                 self.settings.history_max_age if age is None else int(age),
                 self.settings.history_max_bytes if max_bytes is None else int(max_bytes),
                 -(-app_bytes // shares),
                 app_key,
+                min_replicas=replicas,
+                replication_timeout_ms=int(timeout * 1000),
             )
         return policy
 

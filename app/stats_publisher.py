@@ -188,7 +188,16 @@ class StatsPublisher:
                 "system": system,
                 "apps": self._apps(interval, subs_per_app, elapsed),
                 "shards": {
-                    shard.name: {"up": int(shard.available), "queued": shard.queued}
+                    shard.name: {
+                        "up": int(shard.available),
+                        "queued": shard.queued,
+                        # where the shard's writes go, for /metrics and the panel (Sentinel failovers)
+                        "kind": shard.kind,
+                        "master": shard.master,
+                        "replicas": list(shard.replicas),
+                        "failovers": shard.failovers,
+                        "last_failover": shard.last_failover,
+                    }
                     for shard in services.engine.shard_statuses()
                 },
                 "totals": {

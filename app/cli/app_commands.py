@@ -10,7 +10,15 @@ from dataclasses import fields, replace
 from typing import Any
 
 from ..config_store import ConfigError
-from ..models import App, AppSettings, RepublishRule, compile_rule, validate_name
+from ..models import (
+    DURABILITY_MODES,
+    App,
+    AppSettings,
+    RepublishRule,
+    compile_rule,
+    validate_durability,
+    validate_name,
+)
 from ..stream_sql import FilterError
 from .audit import record
 from .errors import fail
@@ -18,7 +26,7 @@ from .store_access import add_store_arguments, open_store
 
 # The numeric per-app settings `apps set` accepts (republish rules have their own command).
 APP_SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(AppSettings) if f.name != "republish_rules")
-FLOAT_SETTINGS = frozenset({"publish_rate"})
+FLOAT_SETTINGS = frozenset({"publish_rate", "replication_timeout"})
 RESET_WORDS = frozenset({"default", "none", "null", ""})
 
 
@@ -32,7 +40,12 @@ def register(commands: Any) -> None:
         "set", help="change an app's settings: key=value ... ('default' resets to the broker default)"
     )
     setter.add_argument("appkey")
-    setter.add_argument("pairs", nargs="+", metavar="key=value", help=", ".join(APP_SETTING_NAMES))
+    setter.add_argument(
+        "pairs",
+        nargs="+",
+        metavar="key=value",
+        help=", ".join(APP_SETTING_NAMES) + f", durability ({'|'.join(DURABILITY_MODES)})",
+    )
     setter.set_defaults(handler=set_app)
     labeller = app_commands.add_parser(
         "metrics-label", help="what /metrics calls the app instead of its key (no label: its key again)"
@@ -82,15 +95,37 @@ def parse_setting(pair: str) -> tuple[str, int | float | None]:
     return name, value
 
 
+def parse_durability(pair: str) -> str | None:
+    """``"durability=replicated"`` → "replicated" ("default" → "leader"); None for any other setting."""
+    name, equals, text = pair.partition("=")
+    if not equals or name.strip() != "durability":
+        return None
+    text = text.strip().lower()
+    return "leader" if text in RESET_WORDS else validate_durability(text)
+
+
 def set_app(args: argparse.Namespace) -> int:
     try:
-        changes = dict(parse_setting(pair) for pair in args.pairs)
+        durability = None
+        changes = {}
+        for pair in args.pairs:
+            mode = parse_durability(pair)
+            if mode is not None:
+                durability = mode
+            else:
+                name, value = parse_setting(pair)
+                changes[name] = value
         replace(AppSettings(), **changes)  # validates the combination before anything is written
     except ValueError as exc:
         return fail(str(exc))
+
+    def change(app: App) -> App:
+        app = replace(app, settings=replace(app.settings, **changes))
+        return app if durability is None else replace(app, durability=durability)
+
     with open_store(args) as store:
         try:
-            app = store.update_app(args.appkey, lambda a: replace(a, settings=replace(a.settings, **changes)))
+            app = store.update_app(args.appkey, change)
         except ConfigError as exc:
             return fail(str(exc))
         record(
@@ -98,6 +133,7 @@ def set_app(args: argparse.Namespace) -> int:
             "app.settings",
             app=app.key,
             **{k: "default" if v is None else v for k, v in changes.items()},
+            **({} if durability is None else {"durability": durability}),
         )
     _print_settings(app)
     return 0
@@ -131,6 +167,7 @@ def show_app(args: argparse.Namespace) -> int:
 
 def _print_settings(app: App) -> None:
     print(f"app {app.key}")
+    print(f"  durability = {app.durability}")
     for name in APP_SETTING_NAMES:
         value = getattr(app.settings, name)
         print(f"  {name} = {'(broker default)' if value is None else value}")

@@ -15,8 +15,10 @@ import redis
 from ..config_store import ConfigError, ConfigStore, connect
 from ..embedded_redis import find_running
 from ..engine.cluster_topology import cluster_health, describe_topology
+from ..engine.sentinel_url import hide_sentinel_password, is_sentinel_url
 from ..models import Shard
 from ..redis_cluster_url import display_url, is_cluster_url
+from ..sentinel_topology import sentinel_topology
 from ..settings import settings_from_args
 from ..shards import DEFAULT_SHARD, effective_shards, predicted_shard_move_fraction
 from .audit import record
@@ -33,8 +35,9 @@ def register(commands: Any) -> None:
     add.add_argument("name", help="shard name (letters, digits, '_', '.', '-'); channels hash on it")
     add.add_argument(
         "url",
-        help="redis://[:password@]host:port/db, rediss://..., unix://... or "
-        "redis+cluster://[:password@]host:port[,host:port...]",
+        help="redis://[:password@]host:port/db, rediss://..., unix://..., "
+        "redis+cluster://[:password@]host:port[,host:port...] or "
+        "redis+sentinel://[:password@]host:port[,host:port...]/MASTER_NAME[/DB][?sentinel_password=...]",
     )
     add.add_argument(
         "--keep-config-redis",
@@ -55,6 +58,8 @@ def hide_password(url: str) -> str:
     """The URL with its password (if any) replaced by ``***``: shard URLs get printed and logged."""
     if is_cluster_url(url):
         return display_url(url)
+    if is_sentinel_url(url):
+        return hide_sentinel_password(url)
     parsed = urlparse(url)
     if not parsed.password:
         return url
@@ -66,10 +71,16 @@ def hide_password(url: str) -> str:
 
 
 def reachable(url: str, timeout: float = 2.0) -> str | None:
-    """None when the Redis at ``url`` answers PING, else why not."""
+    """None when the Redis at ``url`` answers PING, else why not. For a Sentinel shard: its master, as
+    the Sentinels name it."""
     if is_cluster_url(url):
         health = cluster_health(url, timeout)
         return None if health["ok"] else health.get("error", "unhealthy")
+    if is_sentinel_url(url):
+        topology = sentinel_topology(url, timeout)
+        if topology["master_url"] is None:
+            return f"no Sentinel names a master: {topology['error']}"
+        url = topology["master_url"]
     client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
@@ -101,6 +112,10 @@ def list_shards(args: argparse.Namespace) -> int:
         else:
             problem = reachable(shard_url)
             state = "reachable" if problem is None else f"UNREACHABLE ({problem})"
+            if is_sentinel_url(shard_url):
+                topology = sentinel_topology(shard_url)
+                replicas = ", ".join(topology["replicas"]) or "none"
+                state += f"  [sentinel: master {topology['master'] or 'unknown'}, replicas {replicas}]"
         suffix = f"  ({note})" if note else ""
         print(f"{name:<{width}}  {hide_password(shard_url)}  {state}{suffix}")
     return 0

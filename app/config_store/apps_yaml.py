@@ -79,7 +79,18 @@ def read_apps_yaml(text: str, *, allow_legacy_secrets: bool = False) -> ParsedAp
                 except ValueError as exc:  # FilterError included
                     raise ValueError(f"republish rule {number} ({rule.expression!r}): {exc}") from None
             label = spec.get("metrics_label") or ""
-            apps.append(App(key=str(key), roles=roles, settings=settings, metrics_label=str(label)))
+            raw_settings = spec.get("settings")
+            durability = raw_settings.get("durability") if isinstance(raw_settings, dict) else None
+            durability = durability or "leader"
+            apps.append(
+                App(
+                    key=str(key),
+                    roles=roles,
+                    settings=settings,
+                    metrics_label=str(label),
+                    durability=durability,
+                )
+            )
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
     return ParsedApps(apps, warnings)
@@ -158,6 +169,8 @@ def dump_apps_yaml(apps: Iterable[App]) -> str:
             roles[name] = entry
         spec: dict[str, Any] = {"roles": roles}
         settings = {k: v for k, v in app.settings.to_dict().items() if v not in (None, [])}
+        if app.durability != "leader":
+            settings["durability"] = app.durability
         if settings:
             spec["settings"] = settings
         if app.metrics_label:

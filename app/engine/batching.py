@@ -31,10 +31,60 @@ class ShardUnavailable(Exception):
 UNAVAILABLE = ShardUnavailable("shard unavailable")
 
 
+class NotReplicated(Exception):
+    """Passed to a replicated publish's callback when the master holds it but ``WAIT`` did not see enough
+    replicas take it in time (``confirmed`` is how many did; -1 when WAIT itself failed)."""
+
+    def __init__(self, confirmed: int, wanted: int) -> None:
+        super().__init__(f"{confirmed} of {wanted} replica(s) confirmed")
+        self.confirmed = confirmed
+        self.wanted = wanted
+
+
+class _WaitGroup:
+    """Replicated publishes sharing one ``WAIT <replicas> <timeout>`` that follows them in the pipeline:
+    WAIT covers every write the connection made before it, so one per batch answers them all (one round
+    trip per batch, not per message). Each member's own reply is kept until WAIT's arrives."""
+
+    __slots__ = ("entry", "key", "members")
+
+    def __init__(self, replicas: int, timeout_ms: int) -> None:
+        self.key = (replicas, timeout_ms)
+        self.members: list[list[Any]] = []  # [callback, its EVALSHA reply]
+        self.entry: Command = (b"*3\r\n$4\r\nWAIT\r\n" + _bulk(replicas) + _bulk(timeout_ms), self._on_wait)
+
+    def member(self, callback: Callback) -> Callback:
+        slot = [callback, UNAVAILABLE]
+        self.members.append(slot)
+
+        def keep(reply: Any) -> None:
+            slot[1] = reply
+
+        return keep
+
+    def _on_wait(self, reply: Any) -> None:
+        wanted = self.key[0]
+        for callback, stored in self.members:
+            if not isinstance(stored, bytes):
+                outcome = stored  # the publish itself failed: its own error
+            elif reply is UNAVAILABLE:
+                outcome = UNAVAILABLE  # the master has it; whether a replica does is unknown
+            elif isinstance(reply, int) and reply >= wanted:
+                outcome = stored
+            else:
+                outcome = NotReplicated(reply if isinstance(reply, int) else -1, wanted)
+            _safe_call(callback, outcome)
+
+
+def _bulk(number: int) -> bytes:
+    text = b"%d" % number
+    return b"$%d\r\n%s\r\n" % (len(text), text)
+
+
 class PublishBatches:
     """The queue, the batch in flight, and the rules between them, for one publisher connection."""
 
-    __slots__ = ("answered", "batch_max", "in_flight", "open", "queue", "send")
+    __slots__ = ("_wait_group", "answered", "batch_max", "in_flight", "open", "queue", "send")
 
     def __init__(self, batch_max: int, send: Callable[[list[Command]], None]) -> None:
         self.batch_max = batch_max
@@ -43,6 +93,7 @@ class PublishBatches:
         self.queue: deque[Command] = deque()  # the next batch
         self.in_flight: list[Command] = []  # sent, awaiting replies; empty when idle
         self.answered = 0  # replies of the batch in flight already handed to their callbacks
+        self._wait_group: _WaitGroup | None = None  # the group whose WAIT is last in the queue, if any
 
     def submit(self, command: bytes, callback: Callback) -> None:
         """One command; ``callback(reply)`` gets the reply, a ReplyError or :data:`UNAVAILABLE`."""
@@ -54,6 +105,26 @@ class PublishBatches:
             batch = self.in_flight = [(command, callback)]
             self.answered = 0
             self.send(batch)
+
+    def submit_replicated(self, command: bytes, callback: Callback, replicas: int, timeout_ms: int) -> None:
+        """Like :meth:`submit`, but ``callback`` gets the reply only once ``WAIT`` saw ``replicas`` replicas
+        take it within ``timeout_ms`` (else a :class:`NotReplicated`). Publishes queued together share the
+        WAIT that closes the queue: it stays last, and each new member goes in just before it."""
+        if not self.open:
+            callback(UNAVAILABLE)
+            return
+        queue = self.queue
+        group = self._wait_group
+        if group is not None and group.key == (replicas, timeout_ms) and queue and queue[-1] is group.entry:
+            queue.insert(len(queue) - 1, (command, group.member(callback)))
+            return
+        group = self._wait_group = _WaitGroup(replicas, timeout_ms)
+        first = (command, group.member(callback))
+        if self.in_flight or queue:
+            queue.append(first)
+            queue.append(group.entry)
+        else:
+            self._start([first, group.entry])
 
     def next_batch(self) -> bool:
         """With nothing in flight, send what queued (at most ``batch_max``); False when nothing did."""

@@ -126,6 +126,7 @@ class ClusterLink(ShardLink):
         self.unreachable = False  # the last refresh found no node answering
         self.refusal: str | None = None  # why this cluster cannot carry channels (Redis < 7)
         self.last_failover: float | None = None  # time.time() a master was last replaced
+        self.failovers = 0  # master replacements this process followed
         self.publisher = ClusterPublisher(self)  # type: ignore[assignment]
         self.subscriber = ClusterSubscriber(self)  # type: ignore[assignment]
         self.client = ClusterReadClient(self.cluster, socket_timeout=max(1.0, options.probe_interval * 2))  # type: ignore[assignment]
@@ -266,6 +267,7 @@ class ClusterLink(ShardLink):
         gone = [address for address in self.nodes if address not in slot_map.masters]
         if old is not None and any(old.owners[s] in gone for s in range(len(old.owners))):
             self.last_failover = time.time()
+            self.failovers += 1
         self.slot_map = slot_map
         self._replace(list(self.subscriber.ready))
         for address in gone:
@@ -283,20 +285,17 @@ class ClusterLink(ShardLink):
             self.events.on_channels_moving(self, moved)
 
     def topology(self) -> dict[str, Any]:
-        """Masters, their replicas and slot counts as this process follows them (metrics, readiness)."""
+        """What ``ShardStatus`` shows for every kind (/ready, /metrics, the panel): ``master`` lists the
+        cluster's masters as this process follows them, ``replicas`` all of their replicas."""
         slot_map = self.slot_map
-        masters = []
-        for address, master in sorted(slot_map.masters.items()) if slot_map else ():
-            node = self.nodes.get(address)
-            masters.append(
-                {
-                    "address": f"{address[0]}:{address[1]}",
-                    "replicas": [f"{h}:{p}" for h, p in master.replicas],
-                    "slots": sum(e - s + 1 for s, e in slot_map.slot_ranges(address)),
-                    "connected": node is not None and not node.failing,
-                }
-            )
-        return {"kind": "cluster", "masters": masters, "last_failover": self.last_failover}
+        masters = sorted(slot_map.masters.items()) if slot_map else []
+        return {
+            "kind": "cluster",
+            "master": ", ".join(f"{h}:{p}" for (h, p), _ in masters) or None,
+            "replicas": tuple(f"{h}:{p}" for _, master in masters for h, p in master.replicas),
+            "failovers": self.failovers,
+            "last_failover": self.last_failover,
+        }
 
 
 def _masters(slot_map: SlotMap) -> str:

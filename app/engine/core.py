@@ -27,7 +27,8 @@ from ..models import Shard
 from ..protocol import ErrorCode
 from ..shards import DEFAULT_SHARD
 from ..shedding import EXPIRED_POSITION
-from .errors import EngineError, shard_unavailable
+from .batching import NotReplicated
+from .errors import EngineError, not_replicated, shard_unavailable
 from .history import APP_HISTORY_FULL, REPLAY_LIMIT, HistoryPolicy, app_history_full, publish_command
 from .interface import PublishCallback, ShardStatus
 from .links import LinkOptions, ShardLink
@@ -145,11 +146,17 @@ class Engine:
                 callback(shard_unavailable(link.name))
             elif str(reply).startswith(APP_HISTORY_FULL):
                 callback(app_history_full(str(reply)))
+            elif isinstance(reply, NotReplicated):
+                callback(not_replicated(link.name, reply, policy.replication_timeout_ms))
             else:
                 log.error("publish to %r failed in Redis: %s", key, reply)
                 callback(EngineError(f"publish failed: {reply}", ErrorCode.SHARD_UNAVAILABLE))
 
-        publisher.submit(publish_command(sha, key.encode(), message, policy, deliver), on_reply)
+        command = publish_command(sha, key.encode(), message, policy, deliver)
+        if policy.min_replicas:
+            publisher.submit_replicated(command, on_reply, policy.min_replicas, policy.replication_timeout_ms)
+        else:
+            publisher.submit(command, on_reply)
 
     def publish_and_wait(self, key: str, message: bytes, policy: HistoryPolicy, timeout: float = 5.0) -> str:
         result = gevent.event.AsyncResult()

@@ -14,3 +14,11 @@ class EngineError(Exception):
 
 def shard_unavailable(name: str) -> EngineError:
     return EngineError(f"shard {name} is unavailable", ErrorCode.SHARD_UNAVAILABLE)
+
+
+def not_replicated(name: str, outcome: object, timeout_ms: int) -> EngineError:
+    """A ``durability: replicated`` publish the master holds but too few replicas confirmed in time."""
+    return EngineError(
+        f"shard {name}: not confirmed by enough replicas within {timeout_ms / 1000:g} s ({outcome})",
+        ErrorCode.NOT_REPLICATED,
+    )

@@ -133,8 +133,11 @@ REPLAY_LIMIT = 100_000
 
 @dataclass(frozen=True)
 class HistoryPolicy:
-    """How much of a channel is kept. ``max_length == 0`` means no replay (pure Pub/Sub); the stream
-    still keeps the newest entry so ``rtm/read`` can answer and positions keep increasing."""
+    """How much of a channel is kept, and on how many nodes before a publish is acknowledged.
+    ``max_length == 0`` means no replay (pure Pub/Sub); the stream still keeps the newest entry so
+    ``rtm/read`` can answer and positions keep increasing. ``min_replicas == 0`` is durability ``leader``
+    (acknowledged once the master holds it); above, ``replicated``: acknowledged once ``WAIT`` saw that
+    many replicas take it within ``replication_timeout_ms``."""
 
     max_length: int
     max_age: int  # seconds; 0 = no age limit
@@ -143,6 +146,8 @@ class HistoryPolicy:
     max_bytes: int = 0
     app_max_bytes: int = 0
     app_key: str = ""
+    min_replicas: int = 0
+    replication_timeout_ms: int = 1000
 
     @property
     def budgeted(self) -> bool:

@@ -28,6 +28,11 @@ class ShardStatus:
     name: str
     available: bool  # publisher and Pub/Sub reader both connected
     queued: int  # publishes handed to the shard and not answered yet
+    kind: str = "single"  # "single" (one node) or "sentinel" (a master found through Sentinel)
+    master: str | None = None  # host:port of the node taking writes, as this process last heard
+    replicas: tuple[str, ...] = ()  # host:port of its replicas that are up (Sentinel shards)
+    failovers: int = 0  # master moves this process followed
+    last_failover: float | None = None  # Unix time of the last one
 
 
 class EngineAPI(Protocol):

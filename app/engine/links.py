@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import redis
@@ -113,6 +113,13 @@ class ShardLink:
         """Publishes handed to the shard and not answered yet."""
         return self.publisher.queued
 
+    def topology(self) -> dict[str, Any]:
+        """Where the shard's data lives, for /ready, /metrics and the panel: ``kind``, ``master``
+        (host:port), ``replicas``, ``failovers`` and ``last_failover`` (Unix time, or None)."""
+        address = self.publisher.address
+        where = address.path if address.scheme == "unix" else f"{address.host}:{address.port}"
+        return {"kind": "single", "master": where, "replicas": (), "failovers": 0, "last_failover": None}
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
@@ -165,3 +172,8 @@ def open_link(shard: Shard, events: ShardEvents, options: LinkOptions) -> ShardL
     if kind is None:
         raise ValueError(f"shard {shard.name}: unsupported URL scheme {scheme!r}")
     return kind(shard, events, options)
+
+
+# Shard kinds in modules of their own register themselves in LINK_KINDS when imported (after the names
+# above exist, which they import).
+from . import sentinel_link  # noqa: E402, F401  (redis+sentinel://)

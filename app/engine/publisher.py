@@ -51,6 +51,8 @@ class ShardPublisher:
         # Send one RESP command; ``callback(reply)`` gets the reply, a ReplyError or UNAVAILABLE. The
         # batching's own method: a publish costs no call of this class.
         self.submit = self.batches.submit
+        # The same for a publish acknowledged only once replicas hold it (durability ``replicated``).
+        self.submit_replicated = self.batches.submit_replicated
         self._on_batch = on_batch  # (batch size, seconds on the wire), for metrics
         self._events = events  # on_batch_end after a batch's callbacks ran
         self._batch_started = 0.0  # perf_counter() when the batch in flight was sent
@@ -82,6 +84,15 @@ class ShardPublisher:
         self.batches.open = False
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
+
+    def retarget(self, address: RedisAddress) -> None:
+        """Connect to ``address`` from now on (the shard's master moved): the current connection is dropped,
+        what it had in flight fails with ``shard_unavailable``, and the next connect goes to ``address``."""
+        self.address = address
+        conn = self._conn
+        if conn is not None:
+            conn.close()
+            self._wake.set()  # an idle pump notices the closed connection now, not at the next publish
 
     @property
     def batch_max(self) -> int:
@@ -176,6 +187,8 @@ class ShardPublisher:
                 self._idle.set()
                 self._wake.clear()
                 self._wake.wait()  # a submit sends its batch itself and wakes us to read the replies
+                if conn.sock is None and batches.idle:
+                    raise RedisUnavailable("connection closed (retargeted)")
                 continue
             for command, callback in batches.unanswered():
                 reply = conn.read_reply()

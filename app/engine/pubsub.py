@@ -69,6 +69,13 @@ class ShardSubscriber:
         if self._conn is not None:
             self._conn.close()
 
+    def retarget(self, address: RedisAddress) -> None:
+        """Read from ``address`` from now on (the shard's master moved): the current connection is dropped
+        (``on_down`` follows, as for any lost connection) and every wanted channel is subscribed there."""
+        self.address = address
+        if self._conn is not None:
+            self._conn.close()
+
     @property
     def channels(self) -> set[bytes]:
         return set(self.state.wanted)

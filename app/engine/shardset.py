@@ -137,7 +137,10 @@ class ShardSet:
             link.stop(timeout)
 
     def statuses(self) -> list[ShardStatus]:
-        return [ShardStatus(name, link.available, link.queued) for name, link in self.links.items()]
+        return [
+            ShardStatus(name, link.available, link.queued, **link.topology())
+            for name, link in self.links.items()
+        ]
 
     def ping(self, timeout: float) -> dict[str, str | None]:
         """PING every shard at once, so a black-holed shard costs one connect timeout, not one per shard."""

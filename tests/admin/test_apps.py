@@ -91,6 +91,21 @@ def test_saving_settings(panel, store, app_key, admin_user):
     assert "history_max_length=50" in entry["details"]
 
 
+def test_saving_durability_replicated_with_its_replicas_and_timeout(panel, store, app_key):
+    response = panel.post(
+        f"/apps/{app_key}/settings",
+        {"durability": "replicated", "min_replicas": "2", "replication_timeout": "0.5"},
+    )
+    assert response.status_code == 302
+    app = store.get_app(app_key)
+    saved = (app.durability, app.settings.min_replicas, app.settings.replication_timeout)
+    assert saved == ("replicated", 2, 0.5)
+    assert 'selected value="replicated"' in panel.get(f"/apps/{app_key}").get_data(as_text=True)
+    assert panel.post(f"/apps/{app_key}/settings", {"durability": "quorum"}).status_code == 400
+    panel.post(f"/apps/{app_key}/settings", {"durability": "leader"})
+    assert store.get_app(app_key).durability == "leader"
+
+
 def test_settings_keep_the_republish_rules(panel, store, app_key):
     rule = RepublishRule("select * from `a`", "b")
     store.update_app(

@@ -5,6 +5,7 @@ SIGKILLed and followed through the cluster's own failover."""
 from __future__ import annotations
 
 import time
+import urllib.request
 
 import pytest
 import redis
@@ -245,6 +246,20 @@ def test_a_killed_master_is_followed_through_the_failover(deployment, brokers):
     assert lost <= len(on_victim)
     for broker in brokers:
         assert broker.process.poll() is None
+    # Readiness and /metrics name the cluster's masters and the failover this process followed (issue 17).
+    victim_address = f"127.0.0.1:{victim.port}"
+    for broker in brokers:
+
+        def followed(broker=broker) -> bool:
+            ready = urllib.request.urlopen(broker.http + "/ready/", timeout=10).read().decode()
+            line = next((ln for ln in ready.splitlines() if "(cluster)" in ln), "")
+            return "last failover never" not in line and victim_address not in line.split("replicas")[0]
+
+        wait_until(followed, timeout=30, message="readiness shows the new masters and the failover")
+        metrics = urllib.request.urlopen(broker.http + "/metrics", timeout=10).read().decode()
+        assert any(
+            ln.startswith("cobra_shard_failovers{") and not ln.endswith(" 0") for ln in metrics.splitlines()
+        )
 
 
 def test_the_cluster_shard_survives_the_old_master_coming_back(deployment, brokers):
