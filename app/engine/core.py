@@ -134,6 +134,10 @@ class Engine:
         once Redis holds it, or an :class:`EngineError`."""
         link = self.link_for(key)
         publisher = link.publisher
+        if policy.budgeted and "budget_publish" not in publisher.shas:
+            # A shard kind without the byte-budget script (a Redis Cluster shard: the app's accounting keys
+            # live in other slots than the channel) keeps the count and age limits only (README).
+            policy = policy.unbudgeted()
         sha = publisher.shas.get("budget_publish" if policy.budgeted else "publish")
         if sha is None or not publisher.available:
             callback(shard_unavailable(link.name))

@@ -11,7 +11,7 @@ reads of a stream are in :mod:`.streams`, the resume decision in :mod:`.resume`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ..protocol import ErrorCode
@@ -152,6 +152,10 @@ class HistoryPolicy:
     @property
     def budgeted(self) -> bool:
         return bool(self.max_bytes or self.app_max_bytes) and bool(self.app_key)
+
+    def unbudgeted(self) -> HistoryPolicy:
+        """The same policy without its byte budgets."""
+        return replace(self, max_bytes=0, app_max_bytes=0)
 
     @property
     def replay(self) -> bool:
