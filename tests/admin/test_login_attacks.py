@@ -27,10 +27,13 @@ ADDRESS_LIMIT = 20  # admin.DEFAULTS["ADMIN_LOGIN_MAX_FAILURES_PER_IP"]
 def server_port(request, redis_server, tmp_path_factory) -> Iterator[int]:
     """The port of a real server of the panel: one broker process, or gunicorn with two workers."""
     tmp = tmp_path_factory.mktemp(f"login-{request.param}")
+    # The edge's cap on sockets per address before authentication (64) would refuse part of an 81-request
+    # burst with 503 before the login throttle sees it: lifted, so these tests attack the throttle itself.
+    env = {"COBRA_PREAUTH_MAX_PER_IP": "0"}
     if request.param == "run":
-        process = BrokerProcess(redis_server.url, tmp).start()
+        process = BrokerProcess(redis_server.url, tmp, env=env).start()
     else:
-        process = GunicornProcess(redis_server.url, tmp, workers=2).start()
+        process = GunicornProcess(redis_server.url, tmp, workers=2, env=env).start()
     yield process.port
     process.stop()
 
