@@ -83,6 +83,18 @@ def _low_port() -> int:
     raise RuntimeError("no free low port pair")
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _unique_port() -> int:
+    """A free port not handed out before in this test process (the nodes of a cluster are planned at once)."""
+    while True:
+        port = free_port()
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+
+
 class ClusterNode:
     def __init__(
         self,
@@ -98,15 +110,32 @@ class ClusterNode:
         # The bus port defaults to port + 10000, which an ephemeral port may exceed: chosen explicitly,
         # except on a Redis < 7 (``legacy``), which has no cluster-port: there the port is kept low.
         self.legacy = legacy
-        self.port = port or (_low_port() if legacy else free_port())
-        self.bus_port = self.port + 10000 if legacy else free_port()
+        self._may_move = port is None  # ports we picked may be re-picked if they were taken meanwhile
+        self.port = port or (_low_port() if legacy else _unique_port())
+        self.bus_port = self.port + 10000 if legacy else _unique_port()
         self.process: subprocess.Popen | None = None
+        self._started = False
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        # The ports are picked when the cluster is planned, before any node binds them: another process
+        # (a parallel test's Redis, an ephemeral client port) may take one meanwhile. The first start
+        # then moves to fresh ports; a restart keeps its ports (its peers know them).
+        for attempt in range(3):
+            if self._launch():
+                self._started = True
+                return
+            if self._started or not self._may_move or attempt == 2:
+                break
+            self.port = _low_port() if self.legacy else _unique_port()
+            self.bus_port = self.port + 10000 if self.legacy else _unique_port()
+        raise RuntimeError(f"cluster node {self.address} did not start")
+
+    def _launch(self) -> bool:
+        """Start the process; True once it answers PING, False if it exited first (a port was taken)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
@@ -139,15 +168,19 @@ class ClusterNode:
         )
         client = self.client()
         deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"cluster node {self.address} did not start") from None
-                time.sleep(0.05)
-        client.close()
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return True
+                except redis.ConnectionError:
+                    if self.process.poll() is not None:
+                        return False
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"cluster node {self.address} did not start") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, password=self.password, socket_connect_timeout=1, socket_timeout=5)
