@@ -37,7 +37,8 @@ def test_the_latest_failover_any_broker_saw_wins_and_failovers_are_not_summed():
 
 
 def test_a_shard_that_never_failed_over_reports_none_and_reads_never():
-    report = shard_reports({"a": document(s0={"up": 1, "queued": 0, "kind": "single", "master": "h:1"})})["s0"]
+    single = {"up": 1, "queued": 0, "kind": "single", "master": "h:1"}
+    report = shard_reports({"a": document(s0=single)})["s0"]
     assert report.last_failover is None and report.failovers == 0
     assert format_failover(report.last_failover) == "never"
 
