@@ -212,6 +212,33 @@ def remove_shard(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- an imported list
+def unreachable_shards(shards: tuple[Shard, ...]) -> str | None:
+    """Why an imported shard list cannot be applied (a shard that does not answer), or None. Asked before
+    anything of the file is written, as ``shards add`` asks before adding."""
+    problems = [f"{s.name} ({hide_password(s.url)}): {p}" for s in shards if (p := reachable(s.url))]
+    return "shard(s) not answering PING: " + "; ".join(problems) if problems else None
+
+
+def import_shard_list(args: argparse.Namespace, store: ConfigStore, proposed: tuple[Shard, ...]) -> int:
+    """Replace the stored shard list by a file's (``import-config``); prints what moves. 0, or the exit
+    code of a refusal (the list changed meanwhile)."""
+    current = list(store.shards())
+    fraction = predicted_shard_move_fraction(current, list(proposed), config_url(args) or _store_url(store))
+    if args.check:
+        print(f"it would set the shard list to: {_names(proposed) or '(config Redis)'}")
+        _print_fraction(fraction)
+        return 0
+    try:
+        store.set_shards(proposed, expected=current)
+    except ConfigError as exc:
+        return fail(str(exc))
+    record(store, "shards.import", shards=_listing(list(proposed)), moved=f"{fraction:.1%}")
+    print(f"shard list now: {_names(proposed) or '(config Redis)'}")
+    _print_fraction(fraction)
+    return 0
+
+
 def _names(shards: list[Shard] | tuple[Shard, ...]) -> str:
     return ", ".join(s.name for s in shards)
 
