@@ -92,6 +92,13 @@ def test_the_shard_page_shows_kind_topology_and_the_time_of_the_last_failover(de
     assert int(killed_at) <= seen <= time.time()  # broker wall clock: after the kill, not after now
     assert "followed)" in row
     assert WHEN.findall(shard_row(browser, "s0")) == ["never"]  # the plain shard never failed over
+    # The killed master is no replica that is up: once Sentinel flags it down, the page leaves it out.
+    wait_until(
+        lambda: f"127.0.0.1:{old}" not in shard_row(browser, "ha"),
+        timeout=30,
+        interval=0.5,
+        message="the killed master is left out of the replicas",
+    )
 
     # The CLI reads the same reports.
     listing = cluster.cli("shards", "list")
