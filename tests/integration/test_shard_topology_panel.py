@@ -63,7 +63,7 @@ def test_the_shard_page_shows_kind_topology_and_the_time_of_the_last_failover(de
         row = shard_row(browser, "ha")
         return row if "1 of 1 broker(s) connected" in row else None
 
-    row = wait_until(reported, timeout=30, interval=0.5, message="the broker reports shard ha")
+    row = wait_until(reported, timeout=60, interval=0.5, message="the broker reports shard ha")
     assert '<td class="shard-kind">sentinel</td>' in row
     assert f"master 127.0.0.1:{old}" in row
     replicas = sorted(f"127.0.0.1:{port}" for port in sentinel.nodes if port != old)
@@ -95,7 +95,7 @@ def test_the_shard_page_shows_kind_topology_and_the_time_of_the_last_failover(de
     # The killed master is no replica that is up: once Sentinel flags it down, the page leaves it out.
     wait_until(
         lambda: f"127.0.0.1:{old}" not in shard_row(browser, "ha"),
-        timeout=30,
+        timeout=60,
         interval=0.5,
         message="the killed master is left out of the replicas",
     )
@@ -139,7 +139,7 @@ def test_the_shard_page_shows_a_cluster_failover_and_the_promoted_master(cluster
         row = shard_row(browser, "cl")
         return row if "1 of 1 broker(s) connected" in row else None
 
-    row = wait_until(reported, timeout=30, interval=0.5, message="the broker reports shard cl")
+    row = wait_until(reported, timeout=60, interval=0.5, message="the broker reports shard cl")
     assert '<td class="shard-kind">cluster</td>' in row
     assert "cluster of 3 masters (1+1+1 replicas)" in row
     victim = redis_cluster.masters()[0]

@@ -86,7 +86,7 @@ def test_shards_add_takes_a_sentinel_url_and_a_broker_publishes_to_its_master(pl
 
     wait_until(
         lambda: "[brokers: 1 of 1 connected" in listed_line(cluster, "ha"),
-        timeout=30,
+        timeout=60,
         interval=0.5,
         message="the broker connects the new shard",
     )
@@ -107,7 +107,7 @@ def test_shards_add_takes_a_cluster_url_and_a_broker_publishes_through_the_clust
     assert "reachable, cluster of 3 masters (1+1+1 replicas)" in line
     wait_until(
         lambda: "[brokers: 1 of 1 connected" in listed_line(cluster, "cl"),
-        timeout=30,
+        timeout=60,
         interval=0.5,
         message="the broker connects the cluster shard",
     )
@@ -218,7 +218,7 @@ def test_the_panels_shard_form_in_chromium_saves_a_sentinel_url_and_shows_its_ma
                 page.reload()
                 return "1 of 1 broker(s) connected" in row.inner_text()
 
-            wait_until(reported, timeout=30, interval=0.5, message="the page shows the broker's report")
+            wait_until(reported, timeout=60, interval=0.5, message="the page shows the broker's report")
             assert row.locator(".last-failover").inner_text() == "never"  # no failover yet
             assert errors == [], errors
         finally:
