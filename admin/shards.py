@@ -2,7 +2,9 @@
 
 Saving is one ``config_store.set_shards``: brokers re-route within a second. A channel whose shard changes
 starts afresh on the new node (its history stays behind), so the preview says how many would move first.
-The share and move estimates come from :mod:`app.shards` (cached, computed off the event loop).
+The share and move estimates come from :mod:`app.shards` (cached, computed off the event loop). Each
+shard's kind and topology are asked of the shard itself; its failovers only the brokers see (their links
+follow the master moves), so those come from the brokers' reports (:mod:`app.shard_reports`).
 Shard URLs may hold a password: pages show it masked, and a masked URL sent back means "unchanged".
 """
 
@@ -23,7 +25,8 @@ from app.engine.sentinel_url import is_sentinel_url
 from app.models import Shard
 from app.redis_cluster_url import is_cluster_url
 from app.sentinel_topology import sentinel_topology
-from app.shards import channel_shares, off_the_event_loop, predicted_shard_move_fraction
+from app.shard_reports import ShardReport, format_failover, read_shard_reports
+from app.shards import DEFAULT_SHARD, channel_shares, off_the_event_loop, predicted_shard_move_fraction
 
 from .context import audit, panel, store
 from .forms import ShardListForm
@@ -56,6 +59,27 @@ def unmask_url(url: str, name: str, existing: dict[str, Shard]) -> str:
     if old is not None and MASK in url and mask_url(old.url) == url:
         return old.url
     return url
+
+
+def shard_kind(url: str) -> str:
+    """The kind a shard URL names, as the brokers' links report it: single, sentinel or cluster."""
+    if is_cluster_url(url):
+        return "cluster"
+    return "sentinel" if is_sentinel_url(url) else "single"
+
+
+def failover_summary(report: ShardReport | None) -> dict[str, Any]:
+    """What the page says of a shard's failovers: the latest any live broker followed, and how many."""
+    if report is None:
+        return {"reported": False}
+    return {
+        "reported": True,
+        "last_failover": format_failover(report.last_failover),
+        "failovers": report.failovers,
+        "brokers": report.brokers,
+        "connected": report.connected,
+        "masters": report.masters,
+    }
 
 
 def shard_health(url: str, timeout: float) -> dict[str, Any]:
@@ -109,14 +133,31 @@ def _render(form: ShardListForm, status: int = 200, preview: dict[str, Any] | No
     current = list(store().shards())
     urls = [s.url for s in current] or [panel().redis_url]
     health = health_of(urls)
+    reports = read_shard_reports(store().redis)
     if current:
         shares = off_the_event_loop(channel_shares, current)
         listed = [
-            {"name": s.name, "url": mask_url(s.url), "health": h, "share": shares[s.name]}
+            {
+                "name": s.name,
+                "url": mask_url(s.url),
+                "kind": shard_kind(s.url),
+                "health": h,
+                "share": shares[s.name],
+                "failover": failover_summary(reports.get(s.name)),
+            }
             for s, h in zip(current, health, strict=True)
         ]
     else:
-        listed = [{"name": "(config Redis)", "url": mask_url(urls[0]), "health": health[0], "share": 1.0}]
+        listed = [
+            {
+                "name": "(config Redis)",
+                "url": mask_url(urls[0]),
+                "kind": "single",
+                "health": health[0],
+                "share": 1.0,
+                "failover": failover_summary(reports.get(DEFAULT_SHARD)),
+            }
+        ]
     return render_template(
         "shards/index.html", shards=listed, explicit=bool(current), form=form, preview=preview
     ), status

@@ -17,12 +17,44 @@ from typing import Any
 from flask import Blueprint, Response, redirect, render_template, url_for
 
 from app.config_store import ConfigError, dump_apps_yaml, read_apps_yaml
+from app.models import Shard
+from app.shards import off_the_event_loop, predicted_shard_move_fraction
 
-from .context import audit, run_blocking, store
+from .context import audit, panel, run_blocking, store
 from .forms import EmptyForm, ImportForm
+from .shards import health_of, mask_url
 
 bp = Blueprint("transfer", __name__, url_prefix="/config")
 log = logging.getLogger(__name__)
+
+
+def imported_shards(shards: tuple[Shard, ...] | None, form: ImportForm) -> dict[str, Any] | None:
+    """What a file's ``shards`` list would change: names and the fraction of channels that move; None
+    (with the form's errors saying why) when a shard does not answer PING, or when there is no list."""
+    if shards is None:
+        return None
+    down = [
+        f"shard {s.name} does not answer PING: {h['error']}"
+        for s, h in zip(shards, health_of([s.url for s in shards]), strict=True)
+        if not h["ok"]
+    ]
+    if down:
+        form.form_errors.extend(down)
+        return None
+    fraction = off_the_event_loop(predicted_shard_move_fraction, store().shards(), shards, panel().redis_url)
+    return {"names": [s.name for s in shards], "fraction": fraction}
+
+
+def save_imported_shards(shards: tuple[Shard, ...], form: ImportForm) -> bool:
+    current = store().shards()
+    try:
+        store().set_shards(shards, expected=current)
+    except ConfigError as exc:
+        form.form_errors.append(f"The apps were imported, the shard list was not: {exc}")
+        return False
+    listing = ", ".join(f"{s.name}={mask_url(s.url)}" for s in shards)
+    audit("shards.import", shards=listing or "(config Redis)")
+    return True
 
 
 @bp.route("/")
@@ -82,21 +114,27 @@ def import_() -> Any:
                 for warning in parsed.warnings:
                     log.warning("apps.yaml import: %s", warning)
                 existing = store().app_keys()
+                shard_change = imported_shards(parsed.shards, form)
                 summary = {
                     "new": sorted(a.key for a in apps if a.key not in existing),
                     "replaced": sorted(a.key for a in apps if a.key in existing),
                     "roles": sum(len(a.roles) for a in apps),
                     "warnings": parsed.warnings,
                     "dry_run": bool(form.dry_run.data),
+                    "shards": shard_change,
                 }
                 status = 200
-                if not form.dry_run.data:
+                if parsed.shards is not None and shard_change is None:
+                    summary, status = None, 400  # a shard does not answer: nothing is written
+                elif not form.dry_run.data:
                     store().put_apps(apps)
                     audit(
                         "config.import",
                         new=",".join(summary["new"]) or "none",
                         replaced=",".join(summary["replaced"]) or "none",
                     )
+                    if parsed.shards is not None and not save_imported_shards(parsed.shards, form):
+                        summary, status = None, 400
                     # The summary on this page is the one message: no flash repeating it.
     return render_template(
         "transfer/index.html", form=form, export_form=EmptyForm(formdata=None), summary=summary

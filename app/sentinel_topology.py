@@ -35,9 +35,12 @@ def sentinel_topology(url: str, timeout: float = 2.0) -> dict[str, Any]:
             rows = client.execute_command("SENTINEL", "REPLICAS", where.master_name)
             replicas = []
             for row in rows if isinstance(rows, list) else []:
-                if isinstance(row, dict):  # redis-py parses SENTINEL REPLICAS rows, flags into is_* keys
+                if isinstance(row, dict):  # redis-py parses SENTINEL REPLICAS rows into dicts
+                    # Its versions differ: some keep ``flags`` as Redis sends it (a killed old master
+                    # reads "s_down,slave,disconnected"), others turn the flags into is_* keys.
                     down = row.get("is_sdown") or row.get("is_odown") or row.get("is_disconnected")
-                    parsed = {"ip": row.get("ip"), "port": row.get("port"), "flags": "s_down" if down else ""}
+                    flags = str(row.get("flags") or "") + (",s_down" if down else "")
+                    parsed = {"ip": row.get("ip"), "port": row.get("port"), "flags": flags}
                 else:
                     (parsed,) = parse_rows([row])
                 if not set(str(parsed.get("flags", "")).split(",")) & {"s_down", "o_down", "disconnected"}:

@@ -13,6 +13,7 @@ from ..settings import settings_table
 from .audit import record, record_import
 from .errors import fail
 from .progress import progress
+from .shard_commands import import_shard_list, unreachable_shards
 from .store_access import add_store_arguments, open_store
 
 
@@ -34,7 +35,8 @@ def register(commands: Any) -> None:
         description="Load a Cobra apps.yaml: apps in the file replace apps of the same key, other apps stay. "
         "The whole file is checked first; duplicate app keys or role names, invalid republish rules and "
         f"secrets shorter than {MIN_SECRET_LENGTH} or longer than {MAX_SECRET_LENGTH} characters are "
-        "refused.",
+        "refused. An optional top-level 'shards' list ([{name, url}], any shard kind) replaces the shard "
+        "list; every shard in it must answer PING first.",
     )
     imp.add_argument("file", type=Path)
     imp.add_argument("--check", action="store_true", help="only check the file and say what would change")
@@ -97,12 +99,18 @@ def import_command(args: argparse.Namespace) -> int:
     for warning in parsed.warnings:
         print(f"warning: {args.file}: {warning}", file=sys.stderr)
     apps = parsed.apps
+    if parsed.shards is not None:  # nothing is written unless every shard of the file answers
+        problem = unreachable_shards(parsed.shards)
+        if problem is not None:
+            return fail(f"{args.file}: {problem}")
     with open_store(args) as store:
         existing = store.list_apps()
         if not args.check:
             with progress(f"writing {len(apps)} app(s) to the config store"):
                 store.put_apps(apps)
             record_import(store, apps, existing)
+        if parsed.shards is not None and (code := import_shard_list(args, store, parsed.shards)):
+            return code
     keys = [app.key for app in apps]
     new = sum(1 for key in keys if key not in existing)
     print(f"{len(keys) - new} of them replace apps of the same key", file=sys.stderr)

@@ -20,6 +20,7 @@ from ..models import Shard
 from ..redis_cluster_url import display_url, is_cluster_url
 from ..sentinel_topology import sentinel_topology
 from ..settings import settings_from_args
+from ..shard_reports import ShardReport, format_failover, read_shard_reports
 from ..shards import DEFAULT_SHARD, effective_shards, predicted_shard_move_fraction
 from .audit import record
 from .errors import fail
@@ -102,23 +103,45 @@ def list_shards(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         shards = store.shards()
         url = config_url(args) or _store_url(store)
+        reports = read_shard_reports(store.redis)
     note = "" if shards else "the config Redis: no shard list is set"
     rows = [(s.name, s.url, note) for s in effective_shards(shards, url)]
     width = max(len(name) for name, _, _ in rows)
     for name, shard_url, note in rows:
-        if is_cluster_url(shard_url):
-            health = cluster_health(shard_url)
-            state = ("reachable, " if health["ok"] else "UNREACHABLE, ") + describe_topology(health)
-        else:
-            problem = reachable(shard_url)
-            state = "reachable" if problem is None else f"UNREACHABLE ({problem})"
-            if is_sentinel_url(shard_url):
-                topology = sentinel_topology(shard_url)
-                replicas = ", ".join(topology["replicas"]) or "none"
-                state += f"  [sentinel: master {topology['master'] or 'unknown'}, replicas {replicas}]"
+        kind, state = shard_state(shard_url)
         suffix = f"  ({note})" if note else ""
-        print(f"{name:<{width}}  {hide_password(shard_url)}  {state}{suffix}")
+        brokers = brokers_view(kind, reports.get(name))
+        print(f"{name:<{width}}  {kind:<8}  {hide_password(shard_url)}  {state}  {brokers}{suffix}")
     return 0
+
+
+def shard_state(url: str) -> tuple[str, str]:
+    """The shard's kind and what it says now: reachable or not, and its topology (asked of the shard)."""
+    if is_cluster_url(url):
+        health = cluster_health(url)
+        return "cluster", ("reachable, " if health["ok"] else "UNREACHABLE, ") + describe_topology(health)
+    problem = reachable(url)
+    state = "reachable" if problem is None else f"UNREACHABLE ({problem})"
+    if not is_sentinel_url(url):
+        return "single", state
+    topology = sentinel_topology(url)
+    replicas = ", ".join(topology["replicas"]) or "none"
+    return "sentinel", f"{state}  [sentinel: master {topology['master'] or 'unknown'}, replicas {replicas}]"
+
+
+def brokers_view(kind: str, report: ShardReport | None) -> str:
+    """What the live brokers report of the shard: how many have it connected and, for a shard that can
+    fail over, the latest master move any of them followed (only brokers see those)."""
+    if report is None:
+        return "[brokers: none reports it]"
+    text = f"[brokers: {report.connected} of {report.brokers} connected"
+    if kind != "single":
+        text += f", last failover {format_failover(report.last_failover)}"
+        if report.failovers:
+            text += f" ({report.failovers} followed)"
+    if len(report.masters) > 1:
+        text += f", masters named: {', '.join(report.masters)}"
+    return text + "]"
 
 
 def add_shard(args: argparse.Namespace) -> int:
@@ -186,6 +209,33 @@ def remove_shard(args: argparse.Namespace) -> int:
     _print_fraction(fraction)
     if not proposed:
         print(f"note: the list is empty: the config Redis carries every channel again (as {DEFAULT_SHARD!r})")
+    return 0
+
+
+# --------------------------------------------------------------------------- an imported list
+def unreachable_shards(shards: tuple[Shard, ...]) -> str | None:
+    """Why an imported shard list cannot be applied (a shard that does not answer), or None. Asked before
+    anything of the file is written, as ``shards add`` asks before adding."""
+    problems = [f"{s.name} ({hide_password(s.url)}): {p}" for s in shards if (p := reachable(s.url))]
+    return "shard(s) not answering PING: " + "; ".join(problems) if problems else None
+
+
+def import_shard_list(args: argparse.Namespace, store: ConfigStore, proposed: tuple[Shard, ...]) -> int:
+    """Replace the stored shard list by a file's (``import-config``); prints what moves. 0, or the exit
+    code of a refusal (the list changed meanwhile)."""
+    current = list(store.shards())
+    fraction = predicted_shard_move_fraction(current, list(proposed), config_url(args) or _store_url(store))
+    if args.check:
+        print(f"it would set the shard list to: {_names(proposed) or '(config Redis)'}")
+        _print_fraction(fraction)
+        return 0
+    try:
+        store.set_shards(proposed, expected=current)
+    except ConfigError as exc:
+        return fail(str(exc))
+    record(store, "shards.import", shards=_listing(list(proposed)), moved=f"{fraction:.1%}")
+    print(f"shard list now: {_names(proposed) or '(config Redis)'}")
+    _print_fraction(fraction)
     return 0
 
 

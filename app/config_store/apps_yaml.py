@@ -16,8 +16,9 @@ from typing import Any
 
 import yaml
 
-from ..models import App, AppSettings, Role, compile_rule, role_warnings, secret_problem
+from ..models import App, AppSettings, Role, Shard, compile_rule, role_warnings, secret_problem
 from .schema import ConfigError
+from .shards_yaml import parse_shard_list
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class ParsedApps:
 
     apps: list[App]
     warnings: list[str] = field(default_factory=list)
+    shards: tuple[Shard, ...] | None = None  # the file's ``shards`` list; None: the file has none
 
 
 def parse_apps_yaml(text: str, *, allow_legacy_secrets: bool = False) -> list[App]:
@@ -40,7 +42,8 @@ def parse_apps_yaml(text: str, *, allow_legacy_secrets: bool = False) -> list[Ap
 
 def read_apps_yaml(text: str, *, allow_legacy_secrets: bool = False) -> ParsedApps:
     """``apps: {APPKEY: {roles: {ROLE: {secret, permissions: [...]}}}}`` (the Cobra format), plus our
-    optional ``channels`` per role and ``settings`` per app."""
+    optional ``channels`` per role and ``settings`` per app, and a top-level ``shards`` list
+    (:mod:`.shards_yaml`)."""
     document, lines = _load(text)
     if not isinstance(document, dict) or not isinstance(document.get("apps"), dict):
         raise ConfigError("expected a mapping with an 'apps' mapping at the top")
@@ -93,7 +96,8 @@ def read_apps_yaml(text: str, *, allow_legacy_secrets: bool = False) -> ParsedAp
             )
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
-    return ParsedApps(apps, warnings)
+    shards = parse_shard_list(document["shards"]) if "shards" in document else None
+    return ParsedApps(apps, warnings, shards)
 
 
 def _load(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
