@@ -11,6 +11,7 @@ with ``durability: leader``) never stops; subscribers of the failed master are t
 from __future__ import annotations
 
 import time
+import urllib.error
 import urllib.request
 from dataclasses import replace
 
@@ -20,16 +21,16 @@ from redis.cluster import ClusterNode as PyClusterNode
 from redis.cluster import RedisCluster as PyRedisCluster
 
 from app.channels import channel_key
-from app.client import CobraError
+from app.client import CobraClient, CobraError
 from app.config_store import ConfigStore
 from app.embedded_redis import redis_server_binary
 from app.engine.cluster_slots import key_slot
 from app.models import Shard
 from app.resp import RedisAddress, RespConnection
 from app.shards import ShardRing
-from tests.support.processes import RedisProcess, wait_until
+from tests.support.processes import BrokerProcess, RedisProcess, wait_until
 from tests.support.redis_cluster import ClusterNode, RedisCluster
-from tests.support.sharded import APP, Blaster, Collector, ShardedCluster, data_messages, make_app
+from tests.support.sharded import APP, SECRET, Blaster, Collector, ShardedCluster, data_messages, make_app
 
 RING = ShardRing(["plain", "cl"])
 REPLICATED = "replapp"  # durability replicated, min_replicas 1 (each master has two replicas)
@@ -187,6 +188,28 @@ def test_channels_spread_over_the_masters_with_readable_keys(deployment, brokers
         # The key is the channel's plain name, on the master owning its slot.
         assert master.client().xlen(channel_key(APP, channel)) == 1
     assert publisher.read(channels[0])["message"] == {"n": 0}
+
+
+def test_a_channel_with_a_hash_tag_keeps_its_readable_key_on_the_tags_master(deployment, brokers):
+    # The channel's braces are a hash tag: two channels sharing one live in one slot, under their plain
+    # names <appkey>::<channel> (the ring still picks the shard by the whole key).
+    tag = next(
+        f"room{i}"
+        for i in range(10_000)
+        if all(RING.node_for(channel_key(APP, f"{{room{i}}}{s}")) == "cl" for s in (".a", ".b"))
+    )
+    channels = [f"{{{tag}}}.a", f"{{{tag}}}.b"]
+    owner = deployment.redis_cluster.node_for_slot(key_slot(tag.encode()))
+    publisher = deployment.client(brokers[0])
+    subscriber = deployment.client(brokers[1])
+    for channel in channels:
+        subscriber.subscribe(channel)
+    for n, channel in enumerate(channels):
+        publisher.publish(channel, {"n": n})
+    got = data_messages(subscriber, 2, timeout=20)
+    assert sorted((m["sub"], m["message"]["n"]) for m in got) == [(channels[0], 0), (channels[1], 1)]
+    for channel in channels:
+        assert owner.client().xlen(f"{APP}::{channel}") == 1
 
 
 def test_a_sharded_pubsub_message_never_reaches_other_masters(deployment, brokers):
@@ -452,5 +475,36 @@ def test_a_cluster_without_sharded_pubsub_is_refused_with_a_clear_message(deploy
         bad = deployment.cli("shards", "add", "old", f"redis+cluster://{old.address}")
         assert bad.returncode != 0
         assert "no sharded Pub/Sub" in bad.stderr + bad.stdout and "Redis >= 7" in bad.stderr + bad.stdout
+        # A shard list that names it anyway (written before an upgrade went wrong, or imported): the
+        # broker refuses the shard with the same message (its log, /ready) and publishes fail cleanly.
+        config = RedisProcess(tmp_path / "old-config")
+        config.start()
+        broker = None
+        try:
+            store = ConfigStore.from_url(config.url)
+            store.put_app(make_app())
+            store.set_shards([Shard("old", f"redis+cluster://{old.address}")])
+            broker = BrokerProcess(config.url, tmp_path, env={"COBRA_SHARD_PROBE_INTERVAL": "0.5"}).start()
+            wait_until(lambda: "no sharded Pub/Sub" in broker.output(), timeout=30, message="refusal logged")
+
+            def refused_in_readiness() -> bool:
+                try:
+                    urllib.request.urlopen(broker.http + "/ready/", timeout=10)
+                    return False
+                except urllib.error.HTTPError as exc:
+                    return exc.code == 503 and "Redis >= 7" in exc.read().decode()
+
+            wait_until(refused_in_readiness, timeout=30, message="/ready says why")
+            client = CobraClient(broker.endpoint, APP, "pubsub", SECRET, timeout=30)
+            try:
+                with pytest.raises(CobraError) as failed:
+                    client.publish("any", {"n": 1})
+                assert failed.value.code == "shard_unavailable"
+            finally:
+                client.close()
+        finally:
+            if broker is not None:
+                broker.stop()
+            config.stop()
     finally:
         old.stop()
