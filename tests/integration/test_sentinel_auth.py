@@ -1,18 +1,24 @@
-"""A Sentinel shard whose data nodes and Sentinels both require a password (different ones): the URL's
-password reaches the master (publisher, reader, history reads) and ``sentinel_password`` the Sentinels;
-``shards add`` refuses a wrong Sentinel password with a reason."""
+"""A Sentinel shard whose data nodes and Sentinels both require a password (different ones), on database 2:
+the URL's password and database reach the master (publisher, reader, history reads) and
+``sentinel_password`` the Sentinels; ``shards add`` refuses a wrong Sentinel password with a reason."""
 
 from __future__ import annotations
 
 import pytest
+import redis
 
 from app.models import Shard
 from tests.support.processes import wait_until
-from tests.support.sentinel import SentinelDeployment
+from tests.support.sentinel import MASTER_NAME, SentinelDeployment
 from tests.support.sharded import ShardedCluster, data_messages
 
 PASSWORD = "n0de/pass:with@odd"
 SENTINEL_PASSWORD = "sent1nel&pass+x"
+DB = 2
+
+
+def url_with_db(url: str) -> str:
+    return url.replace(f"/{MASTER_NAME}", f"/{MASTER_NAME}/{DB}")
 
 
 class AuthCluster(ShardedCluster):
@@ -21,7 +27,7 @@ class AuthCluster(ShardedCluster):
         self.sentinel = sentinel
 
     def shard_list(self) -> list[Shard]:
-        return [Shard("ha", self.sentinel.url)]
+        return [Shard("ha", url_with_db(self.sentinel.url))]
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +54,14 @@ def test_both_passwords_reach_their_nodes(deployment):
     wait_until(lambda: _published(publisher, "guarded"), timeout=30, message="a publish is acknowledged")
     assert data_messages(subscriber, 1, timeout=20)[0]["message"] == {"n": 1}
     assert publisher.read("guarded")["message"] == {"n": 1}  # the history read authenticates too
-    master = deployment.sentinel.master.client()
+    in_db = redis.Redis(port=deployment.sentinel.master.port, password=PASSWORD, db=DB)
+    in_zero = redis.Redis(port=deployment.sentinel.master.port, password=PASSWORD, db=0)
     try:
-        assert master.xlen("shardapp::guarded") >= 1
+        assert in_db.xlen("shardapp::guarded") >= 1  # in the URL's database, not the default one
+        assert in_zero.exists("shardapp::guarded") == 0
     finally:
-        master.close()
+        in_db.close()
+        in_zero.close()
     output = broker.output()
     assert PASSWORD not in output and SENTINEL_PASSWORD not in output  # logs never show a secret
 
