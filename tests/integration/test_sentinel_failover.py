@@ -94,7 +94,7 @@ def bring_back(ha: HACluster, port: int) -> None:
     wait_until(is_replica, timeout=60, interval=0.2, message="the old master is a replica again")
 
 
-def ready_line(broker) -> str:
+def readiness_line(broker) -> str:
     """The ``shard ha (sentinel): master …, replicas …`` line of a broker's /ready ("" when absent)."""
     try:
         with urllib.request.urlopen(broker.http + "/ready/", timeout=10) as response:
@@ -163,7 +163,7 @@ def test_replicated_publishes_survive_a_master_kill_and_the_plain_shard_never_st
         bring_back(ha, killed)
         for broker in brokers:  # the topology the brokers show has the old master among the replicas
             wait_until(
-                lambda b=broker: f"127.0.0.1:{killed}" in ready_line(b).partition("replicas")[2],
+                lambda b=broker: f"127.0.0.1:{killed}" in readiness_line(b).partition("replicas")[2],
                 timeout=60,
                 message="/ready lists the old master as a replica",
             )
