@@ -69,8 +69,10 @@ def _seed(part: str) -> tuple[str, int]:
     if not part:
         raise ValueError("a redis+cluster:// URL needs at least one host:port, with none empty")
     if part.startswith("["):  # [::1]:7000
-        host, _, port_text = part[1:].partition("]")
-        port_text = port_text.removeprefix(":")
+        host, bracket, rest = part[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad address {part!r}: an IPv6 seed is written [addr]:port")
+        port_text = rest[1:]
     else:
         host, _, port_text = part.rpartition(":") if ":" in part else (part, "", "")
     if not host:

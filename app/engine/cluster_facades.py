@@ -31,7 +31,15 @@ class ClusterPublisher:
         self.shas = {"publish": hashlib.sha1(link.publish_script.encode()).hexdigest().encode()}
         self.submit = self._submit
 
-    def _submit(self, command: bytes, callback: Callback, redirects: int = 0) -> None:
+    def submit_replicated(self, command: bytes, callback: Callback, replicas: int, timeout_ms: int) -> None:
+        """A publish acknowledged once ``WAIT`` saw ``replicas`` replicas of its slot's master take it
+        (durability ``replicated`` applies to every shard kind): the master's publisher batches the WAIT,
+        and a redirection keeps it (the WAIT must follow the write on the connection that made it)."""
+        self._submit(command, callback, 0, (replicas, timeout_ms))
+
+    def _submit(
+        self, command: bytes, callback: Callback, redirects: int = 0, wait: tuple[int, int] | None = None
+    ) -> None:
         key = command_key(command)
         node = self.link.node_for(key) if key is not None else None
         if node is None:
@@ -44,10 +52,10 @@ class ClusterPublisher:
                 redirect = parse_redirect(error)
                 if redirect is not None and redirects < MAX_REDIRECTS:
                     if redirect.ask:
-                        self.link.node(redirect.address).asking.submit(command, callback)
+                        self.link.node(redirect.address).asking.submit(command, callback, wait)
                     else:
                         self.link.redirected(redirect.slot, redirect.address)
-                        self._submit(command, callback, redirects + 1)
+                        self._submit(command, callback, redirects + 1, wait)
                     return
                 if error.startswith(("CLUSTERDOWN", "TRYAGAIN")):
                     self.link.request_refresh()
@@ -55,7 +63,10 @@ class ClusterPublisher:
                     return
             callback(reply)
 
-        node.publisher.submit(command, on_reply)
+        if wait is None:
+            node.publisher.submit(command, on_reply)
+        else:
+            node.publisher.submit_replicated(command, on_reply, *wait)
 
     @property
     def available(self) -> bool:

@@ -61,15 +61,20 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     """The parts of a ``redis+sentinel://`` URL; raises ValueError saying what is wrong."""
     if not is_sentinel_url(url):
         raise ValueError(f"not a {SCHEME}:// URL")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed "[" of an IPv6 address
+        raise ValueError(f"bad {SCHEME}:// URL ({exc}): an IPv6 Sentinel is written [addr]:port") from None
+    if parts.fragment:
+        raise ValueError(f"a {SCHEME}:// URL takes no #fragment")
     userinfo, at, hosts = parts.netloc.rpartition("@")
     username = password = None
     if at:
         user, colon, secret = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
-        if not colon:  # "user@" alone: redis-py reads a lone userinfo as the password
-            username, password = None, unquote(user)
+        if not colon:  # "user@" alone: redis-py reads a lone userinfo as the password ("@" alone: none)
+            username, password = None, unquote(user) or None
     sentinels = tuple(_address(text) for text in hosts.split(","))
     path = [segment for segment in parts.path.split("/") if segment]
     if not path:

@@ -1,13 +1,16 @@
 """A Sentinel-managed Redis for the tests: one master, two replicas, three Sentinels, on loopback.
 
 Sentinel's timings are tuned down (a master silent for 1 s is down; a failover may take 5 s) so a failover
-completes in a few seconds; nothing else differs from a production setup.
+completes in a few seconds; nothing else differs from a production setup. With ``password`` the data nodes
+have ``requirepass``/``masterauth`` (and the Sentinels ``auth-pass``); with ``sentinel_password`` the
+Sentinels themselves have ``requirepass``: the shard URL then carries both.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -18,26 +21,52 @@ DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 5000
 
 
+class AuthNode(Node):
+    """A :class:`Node` whose clients authenticate (``requirepass``)."""
+
+    def __init__(self, command: list[str], directory: Path, config: str, password: str | None) -> None:
+        super().__init__(command, directory, config)
+        self.password = password
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, password=self.password, socket_connect_timeout=1, socket_timeout=5)
+
+
 class SentinelDeployment:
-    def __init__(self, tmp_path: Path, replicas: int = 2, sentinels: int = 3) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        replicas: int = 2,
+        sentinels: int = 3,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
         server = [redis7_server()]
         sentinel = sentinel_command()
+        self.password = password
+        self.sentinel_password = sentinel_password
         data = 'save ""\nappendonly no\n'
-        self.master = Node(server, tmp_path / "master", data)
+        if password:
+            data += f'requirepass "{password}"\nmasterauth "{password}"\n'
+        self.master = AuthNode(server, tmp_path / "master", data, password)
         self.replicas = [
-            Node(server, tmp_path / f"replica{i}", data + f"replicaof 127.0.0.1 {self.master.port}\n")
+            AuthNode(
+                server, tmp_path / f"replica{i}", data + f"replicaof 127.0.0.1 {self.master.port}\n", password
+            )
             for i in range(replicas)
         ]
+        watch = (
+            f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} 2\n"
+            f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
+            f"sentinel parallel-syncs {MASTER_NAME} 2\n"
+        )
+        if password:
+            watch += f'sentinel auth-pass {MASTER_NAME} "{password}"\n'
+        if sentinel_password:
+            watch += f'requirepass "{sentinel_password}"\n'
         self.sentinels = [
-            Node(
-                sentinel,
-                tmp_path / f"sentinel{i}",
-                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} 2\n"
-                f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
-                f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
-                f"sentinel parallel-syncs {MASTER_NAME} 2\n",
-            )
-            for i in range(sentinels)
+            AuthNode(sentinel, tmp_path / f"sentinel{i}", watch, sentinel_password) for i in range(sentinels)
         ]
         # Every node by its port, whatever role it has now (roles change with failovers).
         self.nodes = {node.port: node for node in [self.master, *self.replicas]}
@@ -45,7 +74,11 @@ class SentinelDeployment:
     @property
     def url(self) -> str:
         hosts = ",".join(s.address for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{MASTER_NAME}"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        query = ""
+        if self.sentinel_password:
+            query = f"?sentinel_password={quote(self.sentinel_password, safe='')}"
+        return f"redis+sentinel://{auth}{hosts}/{MASTER_NAME}{query}"
 
     def start(self) -> SentinelDeployment:
         self.master.start()

@@ -121,3 +121,40 @@ def test_command_key_of_a_publish_of_any_key_length(length: int) -> None:
     key = b"k" * length
     command = publish_command(b"f" * 40, key, b'{"n": 1}', HistoryPolicy(0, 60), deliver=False)
     assert command_key(command) == key
+
+
+@pytest.mark.parametrize(
+    ("key", "hashed"),
+    [
+        (b"{}", b"{}"),  # an empty tag alone: the whole key
+        (b"{}x", b"{}x"),
+        (b"a{b}c{d}", b"b"),  # the first tag only
+        (b"a}b{c}", b"c"),  # a "}" before the first "{" does not count
+        (b"{{a}}", b"{a"),  # nested: from the first "{" to the first "}" after it
+        (b"a{b{c}d}", b"b{c"),
+        (b"a{}b{c}", b"a{}b{c}"),  # the first "{" has an empty tag: no tag at all, not "c"
+        (b"a{b", b"a{b"),  # no closing brace
+        (b"a}", b"a}"),
+    ],
+)
+def test_hash_tag_first_brace_rule(key: bytes, hashed: bytes) -> None:
+    assert hash_tag(key) == hashed
+    assert key_slot(key) == reference_key_slot(key)
+
+
+def test_a_channel_with_braces_keeps_its_readable_key_and_takes_its_tags_slot() -> None:
+    from app.channels import channel_key
+
+    # The key is <appkey>::<channel>, braces and all: no tag is added, so operators find it by name.
+    assert channel_key("app", "{room}.chat") == "app::{room}.chat"
+    assert key_slot(b"app::{room}.chat") == key_slot(b"room") == key_slot(b"other::{room}")
+    # Without braces the whole key is hashed, app key included.
+    assert key_slot(b"app::chat") == reference_key_slot(b"app::chat")
+    assert key_slot(channel_key("app", "{}").encode()) == reference_key_slot(b"app::{}")
+
+
+def test_a_redirect_with_a_hostname_or_a_bad_port_is_parsed_or_ignored() -> None:
+    moved = parse_redirect("MOVED 16383 redis-node-3.internal:6379")
+    assert moved is not None and moved.slot == 16383 and moved.address == ("redis-node-3.internal", 6379)
+    assert parse_redirect("MOVED") is None
+    assert parse_redirect("ASK notaslot 127.0.0.1:7000") is None

@@ -64,3 +64,37 @@ def test_a_shard_accepts_a_cluster_url_and_refuses_a_bad_one() -> None:
         Shard("c", "redis+cluster://h:x")
     with pytest.raises(ValueError, match=r"redis\+cluster://"):
         Shard("c", "http://h:1")
+
+
+def test_several_seeds_mixing_names_ipv4_and_ipv6() -> None:
+    parsed = parse_cluster_url("redis+cluster://[::1]:7000,10.0.0.1:7001,h3,[fe80::2]")
+    assert parsed.seeds == (("::1", 7000), ("10.0.0.1", 7001), ("h3", 6379), ("fe80::2", 6379))
+
+
+def test_a_lone_userinfo_is_the_password_an_empty_one_none_and_the_last_at_ends_it() -> None:
+    assert parse_cluster_url("redis+cluster://secret@h:1").password == "secret"
+    assert parse_cluster_url("redis+cluster://@h:1").password is None
+    assert parse_cluster_url("redis+cluster://:p@ss@h:1").password == "p@ss"
+    assert parse_cluster_url("redis+cluster://alice:pw@h:1").node_url("h", 1) == "redis://alice:pw@h:1/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis+cluster://[::1", "IPv6"),  # unclosed bracket
+        ("redis+cluster://[::1]7000", "IPv6"),  # no colon before the port
+        ("redis+cluster://[]:7000", "no host"),
+        ("redis+cluster://h:1,h:1", "twice"),
+        ("redis+cluster://h:1/0", "single database"),
+        ("redis+cluster://h:1#x", "no query options or fragment"),
+        ("redis+cluster://h:65536", "between 1 and 65535"),
+    ],
+)
+def test_the_refusal_says_what_is_wrong(url: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_cluster_url(url)
+
+
+def test_display_hides_a_lone_password_and_a_user_s_password() -> None:
+    assert display_url("redis+cluster://secret@a:1") == "redis+cluster://***@a:1"
+    assert display_url("redis+cluster://alice:pw@a:1,b:2") == "redis+cluster://alice:***@a:1,b:2"

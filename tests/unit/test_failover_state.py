@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.engine.failover import (
     OUTAGE_POLL,
     SETTLED_POLL,
     FailoverState,
     Switch,
+    format_address,
     parse_master_reply,
     parse_rows,
 )
@@ -92,3 +95,72 @@ def test_sentinel_replies_are_parsed():
     assert parse_rows([[b"ip", b"h", b"port", b"1", b"flags", b"slave"]]) == [
         {"ip": "h", "port": "1", "flags": "slave"}
     ]
+
+
+def test_a_switch_back_to_the_first_master_is_a_second_failover():
+    state = FailoverState("m", SENTINELS)
+    state.on_master(("a", 1), 10.0)
+    state.on_master(("b", 2), 20.0)
+    assert state.on_master(("a", 1), 30.0) == Switch(("b", 2), ("a", 1), failover=True)
+    assert (state.failovers, state.last_failover) == (2, 30.0)
+
+
+def test_a_notification_before_any_discovery_is_a_discovery():
+    state = FailoverState("m", SENTINELS)
+    assert state.on_notification(b"+switch-master", b"m a 1 b 2", 5.0) == Switch(None, ("b", 2), False)
+    assert state.failovers == 0
+
+
+def test_a_repeated_notification_counts_once_and_a_stale_one_still_names_the_new_master():
+    state = FailoverState("m", SENTINELS)
+    state.on_master(("a", 1), 10.0)
+    assert state.on_notification(b"+switch-master", b"m a 1 b 2", 20.0) is not None
+    assert state.on_notification(b"+switch-master", b"m a 1 b 2", 20.5) is None  # another Sentinel's copy
+    assert state.failovers == 1
+    # Whatever "old" says, the new address is where writes go now.
+    assert state.on_notification(b"+switch-master", b"m x 9 c 3", 30.0) == Switch(("b", 2), ("c", 3), True)
+
+
+def test_a_notification_with_a_bad_port_or_an_ipv6_master():
+    state = FailoverState("m", SENTINELS)
+    state.on_master(("a", 1), 10.0)
+    assert state.on_notification(b"+switch-master", b"m a 1 b port", 20.0) is None
+    assert state.on_notification(b"+switch-master", b"m a 1 ::1 7000", 20.0) == Switch(
+        ("a", 1), ("::1", 7000), True
+    )
+    assert format_address(state.master) == "[::1]:7000"
+
+
+def test_the_promoted_replica_leaves_the_replicas_and_the_old_master_joins_when_sentinel_lists_it():
+    state = FailoverState("m", SENTINELS)
+    state.on_master(("a", 1), 10.0)
+    state.on_replicas(
+        [{"ip": "b", "port": "2", "flags": "slave"}, {"ip": "c", "port": "3", "flags": "slave"}]
+    )
+    state.on_master(("b", 2), 20.0)
+    assert state.replicas == (("c", 3),)  # at once, before Sentinel is asked again
+    state.on_replicas(
+        [
+            {"ip": "a", "port": "1", "flags": "slave"},
+            {"ip": "c", "port": "3", "flags": "slave"},
+            {"ip": "x", "port": "no", "flags": "slave"},  # unreadable rows are skipped
+            {"port": "4", "flags": "slave"},
+        ]
+    )
+    assert state.replicas == (("a", 1), ("c", 3))
+
+
+def test_a_sentinel_that_is_not_in_the_list_does_not_join_it_and_none_is_refused():
+    state = FailoverState("m", SENTINELS)
+    state.answered(("elsewhere", 1))
+    assert state.sentinels == list(SENTINELS)
+    with pytest.raises(ValueError):
+        FailoverState("m", ())
+
+
+def test_master_replies_that_are_not_an_address():
+    assert parse_master_reply([b"h"]) is None
+    assert parse_master_reply([b"h", b"x"]) is None
+    assert parse_master_reply("ERR") is None
+    assert parse_master_reply(["h", 1]) == ("h", 1)
+    assert parse_rows(None) == [] and parse_rows([b"junk"]) == []

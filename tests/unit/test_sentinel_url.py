@@ -70,3 +70,59 @@ def test_both_passwords_are_hidden_when_printed():
     shown = hide_sentinel_password("redis+sentinel://:secret@s1:1,s2:2/m/1?sentinel_password=other")
     assert "secret" not in shown and "other" not in shown
     assert shown == "redis+sentinel://:***@s1:1,s2:2/m/1?sentinel_password=***"
+
+
+def test_a_user_with_a_password_for_the_nodes_and_a_sentinel_user():
+    parsed = parse_sentinel_url("redis+sentinel://alice:pw@s1/m?sentinel_username=sam&sentinel_password=sp")
+    assert (parsed.username, parsed.password) == ("alice", "pw")
+    assert parsed.node_url(("h", 7)) == "redis://alice:pw@h:7/0"
+    assert parsed.sentinel_url(("s1", 26379)) == "redis://sam:sp@s1:26379/0"
+
+
+def test_a_lone_userinfo_is_the_password_and_an_empty_one_is_none():
+    assert parse_sentinel_url("redis+sentinel://secret@s1/m").password == "secret"
+    assert parse_sentinel_url("redis+sentinel://@s1/m").password is None
+    assert parse_sentinel_url("redis+sentinel://@s1/m").node_url(("h", 7)) == "redis://h:7/0"
+
+
+def test_an_unencoded_at_sign_in_the_password_and_percent_encoded_query_values():
+    # The last "@" ends the userinfo; a query value is percent-decoded ("+" is a space there, as in
+    # every query string: a "+" in a password is written %2B).
+    parsed = parse_sentinel_url("redis+sentinel://:p@ss@s1/m?sentinel_password=a%26b%2Bc")
+    assert (parsed.password, parsed.sentinel_password) == ("p@ss", "a&b+c")
+
+
+def test_the_master_name_is_percent_decoded_and_the_db_may_be_large():
+    parsed = parse_sentinel_url("redis+sentinel://s1/my%20master/15")
+    assert (parsed.master_name, parsed.db) == ("my master", 15)
+
+
+def test_several_hosts_mixing_names_ipv4_and_ipv6_keep_their_order():
+    parsed = parse_sentinel_url("redis+sentinel://[::1]:5000,10.0.0.1,s3:26380/m")
+    assert parsed.sentinels == (("::1", 5000), ("10.0.0.1", 26379), ("s3", 26380))
+    assert parsed.sentinel_url(("::1", 5000)) == "redis://[::1]:5000/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis+sentinel://[::1/m", "IPv6"),  # unclosed bracket
+        ("redis+sentinel://[::1]x/m", "bad Sentinel address"),
+        ("redis+sentinel://[]:1/m", "IPv4 or IPv6"),  # empty brackets
+        ("redis+sentinel://s1:65536/m", "port"),
+        ("redis+sentinel://s1/m/-1", "non-negative"),
+        ("redis+sentinel://s1/m#part", "fragment"),
+        ("redis+sentinel://s1/m?sentinel_pasword=x", "unknown option"),
+        ("redis+sentinel://s1", "MASTER_NAME"),
+    ],
+)
+def test_the_refusal_says_what_is_wrong(url, reason):
+    with pytest.raises(ValueError, match=reason):
+        parse_sentinel_url(url)
+
+
+def test_hiding_leaves_a_url_without_passwords_as_it_is_and_hides_a_lone_password():
+    assert hide_sentinel_password("redis+sentinel://s1,s2/m") == "redis+sentinel://s1,s2/m"
+    assert hide_sentinel_password("redis+sentinel://secret@s1/m") == "redis+sentinel://:***@s1/m"
+    shown = hide_sentinel_password("redis+sentinel://s1/m?sentinel_username=u&sentinel_password=x")
+    assert shown == "redis+sentinel://s1/m?sentinel_username=u&sentinel_password=***"
