@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import http.client
 import time
-import uuid
 
 import orjson
 import pytest
 import redis
-from websockets.exceptions import InvalidStatus
 
 from app.channels import channel_key
 from app.client import CobraClient
 from app.http_signing import sign
-from app.models import App, AppSettings, Role
+from tests.support.apps import configured_apps
 from tests.support.processes import wait_until
 
 SECRET = "budget-secret-0123456789abcdefghij"
@@ -24,27 +22,8 @@ SECRET = "budget-secret-0123456789abcdefghij"
 @pytest.fixture
 def budget_app(store):
     """An app with its own settings; returns a function that applies them and waits for the broker."""
-    created = []
-
-    def configure(broker, **settings):
-        key = f"budget-{uuid.uuid4().hex[:8]}"
-        app = App(key=key, roles={"r": Role(name="r", secret=SECRET)}, settings=AppSettings(**settings))
-        store.put_app(app)
-        created.append(key)
-
-        def applied():
-            try:
-                with CobraClient(broker.endpoint, key, "r", SECRET, timeout=2):
-                    return True
-            except (InvalidStatus, OSError):
-                return False
-
-        wait_until(applied, message="app visible to the broker")
-        return key
-
-    yield configure
-    for key in created:
-        store.delete_app(key)
+    with configured_apps(store, "budget", SECRET) as configure:
+        yield configure
 
 
 def _app_keys(redis_url: str, app_key: str) -> list[bytes]:
