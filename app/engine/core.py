@@ -29,7 +29,15 @@ from ..shards import DEFAULT_SHARD
 from ..shedding import EXPIRED_POSITION
 from .batching import NotReplicated
 from .errors import EngineError, not_replicated, shard_unavailable
-from .history import APP_HISTORY_FULL, REPLAY_LIMIT, HistoryPolicy, app_history_full, publish_command
+from .history import (
+    APP_HISTORY_FULL,
+    DELETE_SCRIPT,
+    REPLAY_LIMIT,
+    HistoryPolicy,
+    accounting_key_names,
+    app_history_full,
+    publish_command,
+)
 from .interface import PublishCallback, ShardStatus
 from .links import LinkOptions, ShardLink
 from .paging import PAGE_ENTRIES, replay_pages
@@ -277,10 +285,17 @@ class Engine:
             raise shard_unavailable(link.name) from None
         return (entry[1], entry[0]) if entry else (None, None)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, app_key: str | None = None) -> None:
         link = self.link_for(key)
+        publisher = link.publisher
+        # The shard kinds with the byte-budget script keep the app's byte accounting there, which must lose
+        # the channel's bytes with it (a cluster shard's publisher names its scripts in ``shas`` alone).
+        scripts = getattr(publisher, "scripts", None) or publisher.shas
         try:
-            link.client.delete(key)
+            if app_key and "budget_publish" in scripts:
+                link.client.eval(DELETE_SCRIPT, 3, key, *accounting_key_names(app_key))
+            else:
+                link.client.delete(key)
         except redis.RedisError:
             raise shard_unavailable(link.name) from None
 

@@ -123,7 +123,28 @@ def app_history_full(reply: str) -> EngineError:
     )
 
 
+# ``rtm/delete`` on a shard that keeps byte accounting: the channel's key goes, and with it its bytes from
+# the app's total (else a deleted channel would hold the app's budget until the total was rebuilt), in one
+# script so that no budgeted publish runs in between. KEYS: the stream, the app's sizes hash and expiry set
+# (as BUDGET_PUBLISH_SCRIPT). Returns what DEL returns.
+DELETE_SCRIPT = """
+local key, sizes, expiry = KEYS[1], KEYS[2], KEYS[3]
+local recorded = redis.call('HGET', sizes, key)
+if recorded then
+  local total = tonumber(redis.call('HGET', sizes, '') or '0')
+  redis.call('HSET', sizes, '', math.max(total - tonumber(recorded), 0))
+  redis.call('HDEL', sizes, key)
+end
+redis.call('ZREM', expiry, key)
+return redis.call('DEL', key)
+"""
+
 SCRIPTS = {"publish": PUBLISH_SCRIPT, "budget_publish": BUDGET_PUBLISH_SCRIPT}
+
+
+def accounting_key_names(app_key: str) -> tuple[str, str]:
+    """The app's byte accounting keys on a shard: its sizes hash and its expiry sorted set."""
+    return f"cobra:history:{app_key}:bytes", f"cobra:history:{app_key}:expiry"
 
 
 # Most entries one resume or fill replays, whatever the retention settings say: it bounds the memory one
@@ -179,8 +200,7 @@ class HistoryPolicy:
     @cached_property
     def accounting_keys(self) -> bytes:
         """The RESP of the app's two accounting keys (KEYS[2], KEYS[3] of the budgeted publish)."""
-        sizes = b"cobra:history:%s:bytes" % self.app_key.encode()
-        expiry = b"cobra:history:%s:expiry" % self.app_key.encode()
+        sizes, expiry = (name.encode() for name in accounting_key_names(self.app_key))
         return b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(sizes), sizes, len(expiry), expiry)
 
 
