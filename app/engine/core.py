@@ -233,16 +233,20 @@ class Engine:
         try:
             decision = resume_decision(link.client, sub.key, position, policy)
             if decision.expired_at is not None:
-                # info for fast_forward, else the expired_position error (PROTOCOL §7)
-                sub.position_expired(position, decision.expired_at)
-                if sub.fast_forward:
-                    self.stats.on_shed(EXPIRED_POSITION, None, 0)
+                self._position_expired(sub, position, decision.expired_at)
             if decision.replay_after is None:
                 sub.finish_sync([])
                 return
-            replay_pages(link.client, sub, decision.replay_after, False, upto)
+            replay_pages(link.client, sub, decision.replay_after, False, upto, self._position_expired)
         except redis.RedisError:
             self._replay_failed(sub, position)
+
+    def _position_expired(self, sub: Subscription, asked: str, restart_at: str) -> None:
+        """What followed ``asked`` is no longer in the stream (PROTOCOL §7): the info notice for
+        fast_forward, else the expired_position error; delivery goes on from ``restart_at``."""
+        sub.position_expired(asked, restart_at)
+        if sub.fast_forward:
+            self.stats.on_shed(EXPIRED_POSITION, None, 0)
 
     def _replay_failed(self, sub: Subscription, position: str | None) -> None:
         where = sub.position if sub.resume_after is not None else position
@@ -266,7 +270,7 @@ class Engine:
             if start is None:
                 sub.finish_sync([])
                 return
-            replay_pages(link.client, sub, start, True, upto)
+            replay_pages(link.client, sub, start, True, upto, self._position_expired)
         except redis.RedisError:
             self._replay_failed(sub, None)
 

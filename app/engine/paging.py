@@ -12,11 +12,13 @@ time (``upto``): everything after it reached the subscription live, held until t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import gevent
 import redis
 
+from ..positions import START
 from .router import prepare
 from .streams import entries_between
 
@@ -37,20 +39,40 @@ def next_page_size(entries: list[tuple[str, bytes]], size: int) -> int:
     return max(1, size * PAGE_BYTES // total)
 
 
-def replay_pages(client: redis.Redis, sub: Subscription, start: str, inclusive: bool, upto: str) -> None:
+# Told that the stream was trimmed past what a replay had delivered: (subscription, the last position it
+# delivered, where delivery restarts), as a resume from an expired position is (PROTOCOL §7).
+Expired = Callable[["Subscription", str, str], None]
+
+
+def replay_pages(
+    client: redis.Redis, sub: Subscription, start: str, inclusive: bool, upto: str, expired: Expired
+) -> None:
     """Send ``sub`` the entries from ``start`` (excluded unless ``inclusive``; ``"-"``: the oldest) to
     ``upto`` (included; ``"+"``: the newest), page by page, then switch it to live. Raises RedisError; the
-    pages already sent stay sent, and the caller tells the client where delivery stands."""
+    pages already sent stay sent, and the caller tells the client where delivery stands.
+
+    Each page reads one entry more than it sends: the next page must start with that entry. Streams are
+    only trimmed from their oldest end, so when it is gone, everything between the last entry sent and the
+    new oldest one went too (trimmed by count or age, or the channel deleted, while a slow client paced
+    the replay): ``expired`` tells the client, instead of a silent gap, and the replay goes on from there.
+    (How many went is not known: stream ids are not dense.)"""
     size = PAGE_ENTRIES
+    expected = start if inclusive and start not in ("-", START) else None
+    delivered = None  # the last position sent
     while True:
-        entries = entries_between(client, sub.key, start, inclusive, upto, size)
+        entries = entries_between(client, sub.key, start, inclusive, upto, size + 1)
         if sub.syncing is None:
             return  # unsubscribed (or the connection went) while the page was read
-        if len(entries) < size or entries[-1][0] == upto:
+        if expected is not None and (not entries or entries[0][0] != expected):
+            restart_at = entries[0][0] if entries else upto if upto != "+" else expected
+            expired(sub, delivered or expected, restart_at)
+        if len(entries) <= size:
             sub.finish_sync(prepare(sub, entries))
             return
+        following = entries.pop()[0]
         sub.replay_page(prepare(sub, entries))
-        start, inclusive = entries[-1][0], False
+        delivered = entries[-1][0]
+        start, inclusive, expected = following, True, following
         size = next_page_size(entries, size)
         del entries
         _wait_for_client(sub)
