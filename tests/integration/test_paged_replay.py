@@ -10,12 +10,11 @@ from typing import Any
 
 import pytest
 import redis
-from websockets.exceptions import InvalidStatus
 
 from app.channels import channel_key
 from app.client import CobraClient
 from app.models import App, AppSettings, Role
-from tests.support.processes import wait_until
+from tests.support.apps import wait_app_known
 
 SECRET = "paged-secret-0123456789abcdefghijk"
 MESSAGES = 4000
@@ -46,15 +45,7 @@ def test_concurrent_replays_of_a_large_history_are_paged_exact_and_switch_to_liv
 ):
     broker = broker_factory()
     key = big_history_app
-
-    def known():
-        try:
-            with CobraClient(broker.endpoint, key, "r", SECRET, timeout=2):
-                return True
-        except (InvalidStatus, OSError):
-            return False
-
-    wait_until(known, message="app known")
+    wait_app_known(broker, key, SECRET)
     with CobraClient(broker.endpoint, key, "r", SECRET, timeout=30) as publisher:
         for i in range(MESSAGES):
             publisher.send(
@@ -109,17 +100,6 @@ TRIMMED_HISTORY = 1500  # x ~16 KB: ~24 MB, far more than a paused client and it
 KEPT = 100
 
 
-def _wait_known(broker, key: str) -> None:
-    def known() -> bool:
-        try:
-            with CobraClient(broker.endpoint, key, "r", SECRET, timeout=2):
-                return True
-        except (InvalidStatus, OSError):
-            return False
-
-    wait_until(known, message="app known")
-
-
 def _replayed_until(client: CobraClient, last: int) -> list[tuple[str, Any]]:
     """("n", n) per message received and (action, body) per notice, until message ``last`` arrived."""
     events: list[tuple[str, Any]] = []
@@ -141,7 +121,7 @@ def test_a_replay_whose_history_is_trimmed_meanwhile_reports_the_gap(
     broker, big_history_app, redis_server, fast_forward
 ):
     key, channel = big_history_app, f"trim-{fast_forward}"
-    _wait_known(broker, key)
+    wait_app_known(broker, key, SECRET)
     with CobraClient(broker.endpoint, key, "r", SECRET, timeout=30) as publisher:
         for i in range(TRIMMED_HISTORY):
             body = {"channel": channel, "message": {"n": i, "p": PAD}}

@@ -17,6 +17,19 @@ from tests.support.processes import wait_until
 Configure = Callable[..., str]
 
 
+def wait_app_known(broker: Any, key: str, secret: str, role: str = "r") -> None:
+    """Until ``broker`` accepts a connection of app ``key`` (it reads new apps from the store)."""
+
+    def known() -> bool:
+        try:
+            with CobraClient(broker.endpoint, key, role, secret, timeout=2):
+                return True
+        except (InvalidStatus, OSError):
+            return False
+
+    wait_until(known, message="app visible to the broker")
+
+
 @contextmanager
 def configured_apps(store: Any, prefix: str, secret: str, fresh_key: bool = True) -> Iterator[Configure]:
     """A function that puts an app with role ``r`` (``secret``) and the given settings in the store and
@@ -30,15 +43,7 @@ def configured_apps(store: Any, prefix: str, secret: str, fresh_key: bool = True
         app = App(key=key, roles={"r": Role(name="r", secret=secret)}, settings=AppSettings(**settings))
         store.put_app(app)
         created.append(key)
-
-        def applied() -> bool:
-            try:
-                with CobraClient(broker.endpoint, key, "r", secret, timeout=2):
-                    return True
-            except (InvalidStatus, OSError):
-                return False
-
-        wait_until(applied, message="app visible to the broker")
+        wait_app_known(broker, key, secret)
         return key
 
     try:
