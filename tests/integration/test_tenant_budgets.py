@@ -213,6 +213,21 @@ def test_the_app_byte_total_follows_trimming_by_age_and_channel_expiry(broker, b
         assert accounted == held
 
 
+def test_many_channels_that_expired_together_free_the_budget_for_the_next_publish(
+    broker, budget_app, redis_server
+):
+    key = budget_app(broker, app_history_max_bytes=100_000, history_max_age=1)
+    with CobraClient(broker.endpoint, key, "r", SECRET) as client:
+        for i in range(40):
+            client.publish(f"old{i}", "o" * 2_398)  # 40 x 2,400 bytes: 96,000
+        assert _accounted_and_held(redis_server.url, key) == (96_000, 96_000)
+        wait_until(lambda: not _app_keys(redis_server.url, key), timeout=30, message="channels expired")
+        # 50,000 bytes fit only once more than 16 of the expired channels (what a publish reaps when it
+        # fits) left the total: the first publish is accepted all the same.
+        client.publish("new", "n" * 49_998)
+        assert _accounted_and_held(redis_server.url, key) == (50_000, 50_000)
+
+
 def test_distinct_filters_per_connection_are_capped(broker, budget_app):
     key = budget_app(broker)
     projection = ", ".join(f"f{i}" for i in range(300))  # ~2 KB of distinct filter text each
