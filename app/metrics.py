@@ -51,6 +51,11 @@ COUNTERS = (
         "Commands written to Redis in pipelined publish batches.",
         "publish_batch_commands",
     ),
+    (
+        "cobra_window_early_flushes",
+        "Period windows pushed before their end because their connection's window budget was full.",
+        "window_early_flushes",
+    ),
 )
 
 

@@ -33,6 +33,7 @@ from .cluster import store_node_stats
 from .engine import EngineError
 from .models import STATS_APP
 from .stats import ChannelInterval
+from .windows import process_scheduler
 
 if TYPE_CHECKING:
     from .services import Services
@@ -212,6 +213,8 @@ class StatsPublisher:
                     "shed_subscriptions": dict(stats.shed_subscriptions),
                     "publish_batches": stats.publish_batches,
                     "publish_batch_commands": stats.publish_batch_commands,
+                    # windows pushed before their end because their connection's budget was full
+                    "window_early_flushes": process_scheduler().early_flushes,
                 },
                 "publish_batch_seconds": {
                     "buckets": stats.batch_histogram(),

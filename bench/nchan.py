@@ -13,20 +13,16 @@ whole process tree's (the master is idle), read from /proc before and after the 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from app.embedded_redis import RedisProcess, free_port
-
-from .limits import raise_nofile
 from .runner import Target
-from .servers import wait_http_ok
+from .servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_SCRIPT = ROOT / "scripts" / "install-bench-tools.sh"
@@ -99,16 +95,8 @@ def write_config(path: Path, *, port: int, redis_url: str | None, connections: i
 
 
 @dataclass
-class NchanServer:
-    """nginx + nchan (and, in Redis mode, its Redis), started for one benchmark and stopped after it."""
-
-    kind: str  # "nchan-memory" | "nchan-redis"
-    workdir: Path
-    broker_cpus: list[int] | None = None
-    load_cpus: list[int] | None = None
-    port: int = field(default_factory=free_port)
-    redis: RedisProcess | None = None
-    process: subprocess.Popen | None = None
+class NchanServer(ServerProcess):
+    """nginx + nchan (and, in Redis mode, its Redis): ``kind`` is "nchan-memory" | "nchan-redis"."""
 
     @property
     def endpoint(self) -> str:
@@ -139,29 +127,13 @@ class NchanServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         redis_url = None
         if self.kind == "nchan-redis":
-            self.redis = RedisProcess(self.workdir / "redis", extra_args=["--appendonly", "no"])
-            self.redis.start()
-            if self.load_cpus:
-                os.sched_setaffinity(self.redis.process.pid, self.load_cpus)
-            redis_url = f"redis://127.0.0.1:{self.redis.port}"
+            redis_url = f"redis://127.0.0.1:{self._start_redis(self.workdir / 'redis').port}"
         config = self.workdir / "nginx.conf"
         write_config(config, port=self.port, redis_url=redis_url)
         self.log_path.touch()
         pin = ["taskset", "-c", ",".join(map(str, self.broker_cpus))] if self.broker_cpus else []
         command = [*pin, binary, "-c", str(config), "-p", str(self.workdir), "-e", str(self.log_path)]
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            preexec_fn=raise_nofile,  # the worker drops root and could not raise it itself
-        )
-        try:
-            wait_http_ok(f"http://127.0.0.1:{self.port}/health/", self.process, timeout, self.log_path)
-            self._wait_worker(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        self._launch(command, timeout, self._wait_worker)
         return self
 
     def _wait_worker(self, timeout: float) -> None:
@@ -170,22 +142,3 @@ class NchanServer:
             if time.monotonic() > deadline:
                 raise RuntimeError("nginx started no worker process")
             time.sleep(0.1)
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()  # SIGTERM: nginx's fast shutdown, the worker exits with it
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        if self.redis is not None:
-            self.redis.stop()
-            self.redis = None
-
-    def __enter__(self) -> NchanServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -17,8 +17,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import psutil
 import yaml
@@ -99,16 +101,94 @@ def wait_http_ok(url: str, process: subprocess.Popen, timeout: float, log: Path)
 
 
 @dataclass
-class LocalServer:
-    """A server process and its Redis, started for one benchmark and stopped after it."""
+class ServerProcess:
+    """A server process under test and its Redis, started for one benchmark and stopped after it: what ours,
+    the reference and nginx + nchan (:mod:`.nchan`) share. A subclass builds the command in ``start``."""
 
-    kind: str  # "ours" | "reference" | "gunicorn1", "gunicorn2"... (ours under gunicorn, N workers)
+    kind: str
     workdir: Path
     broker_cpus: list[int] | None = None
     load_cpus: list[int] | None = None
     port: int = field(default_factory=free_port)
     redis: RedisProcess | None = None
     process: subprocess.Popen | None = None
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 60.0) -> Self:
+        raise NotImplementedError
+
+    def _start_redis(self, directory: Path) -> RedisProcess:
+        """A fresh Redis for the server, on the load cores. No AOF: the race is about the servers, not
+        about disk fsync."""
+        self.redis = RedisProcess(directory, extra_args=["--appendonly", "no"])
+        self.redis.start()
+        if self.load_cpus:
+            os.sched_setaffinity(self.redis.process.pid, self.load_cpus)
+        return self.redis
+
+    def _launch(
+        self,
+        command: list[str],
+        timeout: float,
+        ready: Callable[[float], None],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        log_output: bool = False,
+        pin: bool = False,
+    ) -> None:
+        """Start ``command`` with its open-files limit raised (its output appended to ``log_path`` with
+        ``log_output``, else dropped; on ``broker_cpus`` with ``pin``), then wait until it answers /health/
+        and ``ready(timeout)`` returns; stops everything when it does not."""
+        log = open(self.log_path, "ab") if log_output else None  # noqa: SIM115 - closed once handed over
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            preexec_fn=raise_nofile,  # a worker that drops root could not raise it itself
+        )
+        if log is not None:
+            log.close()
+        if pin and self.broker_cpus:
+            os.sched_setaffinity(self.process.pid, self.broker_cpus)
+        try:
+            wait_http_ok(f"http://127.0.0.1:{self.port}/health/", self.process, timeout, self.log_path)
+            ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()  # SIGTERM: each server's fast shutdown (nginx's worker exits with it)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class LocalServer(ServerProcess):
+    """Ours or the reference: ``kind`` is "ours" | "reference" | "gunicorn1", "gunicorn2"... (ours under
+    gunicorn, N workers)."""
+
     secret: str = ""
     source: Path = ROOT  # the checkout ``python -m app run`` runs from (see snapshot())
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. COBRA_* settings for an experiment
@@ -137,34 +217,16 @@ class LocalServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         apps_yaml = self.workdir / "apps.yaml"
         self.secret = write_apps_yaml(apps_yaml)[BENCH_APP]
-        # No AOF for the benchmark Redis: the race is about the servers, not about disk fsync.
-        self.redis = RedisProcess(self.workdir / f"{self.kind}-redis", extra_args=["--appendonly", "no"])
-        self.redis.start()
-        if self.load_cpus:
-            os.sched_setaffinity(self.redis.process.pid, self.load_cpus)
+        self._start_redis(self.workdir / f"{self.kind}-redis")
         command, env = self._command(apps_yaml)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process, closed in stop()
-        self.process = subprocess.Popen(
-            command,
-            cwd=self.source,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=raise_nofile,
-        )
-        log.close()
-        if self.broker_cpus:
-            os.sched_setaffinity(self.process.pid, self.broker_cpus)
-        try:
-            wait_http_ok(f"http://127.0.0.1:{self.port}/health/", self.process, timeout, self.log_path)
-            if self.kind.startswith("gunicorn"):
-                self._wait_workers(int(self.kind.removeprefix("gunicorn") or "1"), timeout)
-            time.sleep(1.0)  # /health/ answers before either server has connected to Redis
-        except BaseException:
-            self.stop()
-            raise
+        ready = self._wait_started
+        self._launch(command, timeout, ready, cwd=self.source, env=env, log_output=True, pin=True)
         return self
+
+    def _wait_started(self, timeout: float) -> None:
+        if self.kind.startswith("gunicorn"):
+            self._wait_workers(int(self.kind.removeprefix("gunicorn") or "1"), timeout)
+        time.sleep(1.0)  # /health/ answers before either server has connected to Redis
 
     def _wait_workers(self, count: int, timeout: float) -> None:
         """Until gunicorn has forked ``count`` workers and each has served /health/ (its broker is up)."""
@@ -208,22 +270,3 @@ class LocalServer:
         redis_url = f"redis://127.0.0.1:{self.redis.port}"  # rcc wants no database suffix
         command = [str(venv / "bin" / "cobra"), "run", "--port", str(self.port), "--redis_urls", redis_url]
         return [*command, "--apps_config_path", str(apps_yaml)], env
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        if self.redis is not None:
-            self.redis.stop()
-            self.redis = None
-
-    def __enter__(self) -> LocalServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

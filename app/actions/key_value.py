@@ -51,5 +51,5 @@ def read(session: Session, request: Request, services: Services, client: Client)
 def delete(session: Session, request: Request, services: Services, client: Client) -> bytes:
     channel = _channel(request, "delete")
     check_channel(session, request.action, channel)
-    services.engine.delete(channel_key(session.app_key, channel))
+    services.engine.delete(channel_key(session.app_key, channel), session.app_key)
     return protocol.ok(request.action, request.id, {})

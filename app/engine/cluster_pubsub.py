@@ -15,11 +15,10 @@ the sharded commands, and three cluster rules:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
-from ..resp import RedisUnavailable, ReplyError, RespConnection, encode_command
+from ..resp import RedisUnavailable, RespConnection, encode_command
 from .cluster_slots import key_slot, parse_redirect
 from .pubsub import ShardSubscriber
 
@@ -55,6 +54,7 @@ class ShardedSubscriber(ShardSubscriber):
         self._on_redirect = on_redirect
         self._on_lost = on_lost
         self._on_refused = on_refused
+        self._lost: list[bytes] = []  # channels the node dropped by itself during the read being handled
 
     def forget(self, channel: bytes) -> None:
         """Stop wanting ``channel`` here without telling the node: it moved to another node, and this one
@@ -92,39 +92,26 @@ class ShardedSubscriber(ShardSubscriber):
             except RedisUnavailable:
                 conn.close()
 
+    MESSAGE, SUBSCRIBED, UNSUBSCRIBED = b"smessage", b"ssubscribe", b"sunsubscribe"
+
     def _read(self, conn: RespConnection) -> None:
-        events = self.events
-        on_message = events.on_message
-        link = self.link
-        while True:
-            replies = conn.read_available()
-            self._last_heard = time.monotonic()
-            lost: list[bytes] = []
-            for reply in replies:
-                if isinstance(reply, ReplyError):
-                    self._refused(str(reply))
-                    continue
-                kind = reply[0]
-                if kind == b"smessage":
-                    try:
-                        on_message(link, reply[1], reply[2])
-                    except Exception:
-                        log.exception("shard %s: routing a message failed", self.name)
-                elif kind == b"ssubscribe":
-                    self._on_subscribe_confirmed(reply[1])
-                elif kind == b"sunsubscribe":
-                    channel = reply[1]
-                    if channel in self.state.unsubscribing or channel not in self.state.wanted:
-                        self._on_unsubscribe_confirmed(channel)
-                    else:  # the node lost the channel's slot and dropped it by itself
-                        self.state.confirmed.discard(channel)
-                        ready = self._ready.get(channel)
-                        if ready is not None:
-                            ready.clear()
-                        lost.append(channel)
-            if lost:
-                self._on_lost(lost)
-            events.on_batch_end()
+        self._lost = []  # nothing of a connection that failed mid-read carries over to the next one
+        super()._read(conn)
+
+    def _on_unsubscribe_reply(self, channel: bytes | None) -> None:
+        if channel in self.state.unsubscribing or channel not in self.state.wanted:
+            self._on_unsubscribe_confirmed(channel)
+        else:  # the node lost the channel's slot and dropped it by itself
+            self.state.confirmed.discard(channel)
+            ready = self._ready.get(channel)
+            if ready is not None:
+                ready.clear()
+            self._lost.append(channel)
+
+    def _after_read(self) -> None:
+        if self._lost:
+            lost, self._lost = self._lost, []
+            self._on_lost(lost)
 
     def _refused(self, error: str) -> None:
         redirect = parse_redirect(error)

@@ -29,7 +29,15 @@ from ..shards import DEFAULT_SHARD
 from ..shedding import EXPIRED_POSITION
 from .batching import NotReplicated
 from .errors import EngineError, not_replicated, shard_unavailable
-from .history import APP_HISTORY_FULL, REPLAY_LIMIT, HistoryPolicy, app_history_full, publish_command
+from .history import (
+    APP_HISTORY_FULL,
+    DELETE_SCRIPT,
+    REPLAY_LIMIT,
+    HistoryPolicy,
+    accounting_key_names,
+    app_history_full,
+    publish_command,
+)
 from .interface import PublishCallback, ShardStatus
 from .links import LinkOptions, ShardLink
 from .paging import PAGE_ENTRIES, replay_pages
@@ -225,16 +233,20 @@ class Engine:
         try:
             decision = resume_decision(link.client, sub.key, position, policy)
             if decision.expired_at is not None:
-                # info for fast_forward, else the expired_position error (PROTOCOL §7)
-                sub.position_expired(position, decision.expired_at)
-                if sub.fast_forward:
-                    self.stats.on_shed(EXPIRED_POSITION, None, 0)
+                self._position_expired(sub, position, decision.expired_at)
             if decision.replay_after is None:
                 sub.finish_sync([])
                 return
-            replay_pages(link.client, sub, decision.replay_after, False, upto)
+            replay_pages(link.client, sub, decision.replay_after, False, upto, self._position_expired)
         except redis.RedisError:
             self._replay_failed(sub, position)
+
+    def _position_expired(self, sub: Subscription, asked: str, restart_at: str) -> None:
+        """What followed ``asked`` is no longer in the stream (PROTOCOL §7): the info notice for
+        fast_forward, else the expired_position error; delivery goes on from ``restart_at``."""
+        sub.position_expired(asked, restart_at)
+        if sub.fast_forward:
+            self.stats.on_shed(EXPIRED_POSITION, None, 0)
 
     def _replay_failed(self, sub: Subscription, position: str | None) -> None:
         where = sub.position if sub.resume_after is not None else position
@@ -258,7 +270,7 @@ class Engine:
             if start is None:
                 sub.finish_sync([])
                 return
-            replay_pages(link.client, sub, start, True, upto)
+            replay_pages(link.client, sub, start, True, upto, self._position_expired)
         except redis.RedisError:
             self._replay_failed(sub, None)
 
@@ -277,10 +289,17 @@ class Engine:
             raise shard_unavailable(link.name) from None
         return (entry[1], entry[0]) if entry else (None, None)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, app_key: str | None = None) -> None:
         link = self.link_for(key)
+        publisher = link.publisher
+        # The shard kinds with the byte-budget script keep the app's byte accounting there, which must lose
+        # the channel's bytes with it (a cluster shard's publisher names its scripts in ``shas`` alone).
+        scripts = getattr(publisher, "scripts", None) or publisher.shas
         try:
-            link.client.delete(key)
+            if app_key and "budget_publish" in scripts:
+                link.client.eval(DELETE_SCRIPT, 3, key, *accounting_key_names(app_key))
+            else:
+                link.client.delete(key)
         except redis.RedisError:
             raise shard_unavailable(link.name) from None
 

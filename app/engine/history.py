@@ -46,16 +46,20 @@ local max_bytes, app_max = tonumber(ARGV[5]), tonumber(ARGV[6])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 -- Channels whose key expired (idle past max age) leave the app's total: a few per publish keeps up,
--- since each publish adds at most one channel.
+-- since each publish adds at most one channel; a publish about to be refused reaps more first (below).
 local total = tonumber(redis.call('HGET', sizes, '') or '0')
-local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 16)
-for _, stream in ipairs(gone) do
-  if redis.call('EXISTS', stream) == 0 then
-    total = total - tonumber(redis.call('HGET', sizes, stream) or '0')
-    redis.call('HDEL', sizes, stream)
+local function reap(most)
+  local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, most)
+  for _, stream in ipairs(gone) do
+    if redis.call('EXISTS', stream) == 0 then
+      total = total - tonumber(redis.call('HGET', sizes, stream) or '0')
+      redis.call('HDEL', sizes, stream)
+    end
+    redis.call('ZREM', expiry, stream)
   end
-  redis.call('ZREM', expiry, stream)
+  return #gone
 end
+reap(16)
 local recorded = tonumber(redis.call('HGET', sizes, key) or '0')
 local bytes, count = recorded, redis.call('XLEN', key)
 if count == 0 then bytes = 0 end
@@ -85,6 +89,14 @@ while count > 0 do
   page = math.min(page * 4, 256)
 end
 local new_total = math.max(total - recorded, 0) + bytes + size
+-- Before refusing, the app's other expired channels leave the total (at most 1024 more per publish): many
+-- channels that expired together free the budget at once, not 16 refused publishes later.
+local rounds = 0
+while app_max > 0 and new_total > app_max and rounds < 16 and reap(64) > 0 do
+  rounds = rounds + 1
+  recorded = tonumber(redis.call('HGET', sizes, key) or '0')  -- reaped too if this channel had expired
+  new_total = math.max(total - recorded, 0) + bytes + size
+end
 if app_max > 0 and new_total > app_max then
   redis.call('HSET', sizes, '', total)
   return redis.error_reply('COBRA_APP_HISTORY_FULL ' .. string.format('%d', app_max))
@@ -123,7 +135,28 @@ def app_history_full(reply: str) -> EngineError:
     )
 
 
+# ``rtm/delete`` on a shard that keeps byte accounting: the channel's key goes, and with it its bytes from
+# the app's total (else a deleted channel would hold the app's budget until the total was rebuilt), in one
+# script so that no budgeted publish runs in between. KEYS: the stream, the app's sizes hash and expiry set
+# (as BUDGET_PUBLISH_SCRIPT). Returns what DEL returns.
+DELETE_SCRIPT = """
+local key, sizes, expiry = KEYS[1], KEYS[2], KEYS[3]
+local recorded = redis.call('HGET', sizes, key)
+if recorded then
+  local total = tonumber(redis.call('HGET', sizes, '') or '0')
+  redis.call('HSET', sizes, '', math.max(total - tonumber(recorded), 0))
+  redis.call('HDEL', sizes, key)
+end
+redis.call('ZREM', expiry, key)
+return redis.call('DEL', key)
+"""
+
 SCRIPTS = {"publish": PUBLISH_SCRIPT, "budget_publish": BUDGET_PUBLISH_SCRIPT}
+
+
+def accounting_key_names(app_key: str) -> tuple[str, str]:
+    """The app's byte accounting keys on a shard: its sizes hash and its expiry sorted set."""
+    return f"cobra:history:{app_key}:bytes", f"cobra:history:{app_key}:expiry"
 
 
 # Most entries one resume or fill replays, whatever the retention settings say: it bounds the memory one
@@ -179,8 +212,7 @@ class HistoryPolicy:
     @cached_property
     def accounting_keys(self) -> bytes:
         """The RESP of the app's two accounting keys (KEYS[2], KEYS[3] of the budgeted publish)."""
-        sizes = b"cobra:history:%s:bytes" % self.app_key.encode()
-        expiry = b"cobra:history:%s:expiry" % self.app_key.encode()
+        sizes, expiry = (name.encode() for name in accounting_key_names(self.app_key))
         return b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(sizes), sizes, len(expiry), expiry)
 
 

@@ -70,7 +70,9 @@ class EngineAPI(Protocol):
     def read(self, key: str, position: str | None = None) -> tuple[bytes | None, str | None]:
         """(message JSON, its position) at ``position``, or the newest; (None, None) when there is none."""
 
-    def delete(self, key: str) -> None: ...
+    def delete(self, key: str, app_key: str | None = None) -> None:
+        """Remove channel ``key``'s history; ``app_key`` names the app whose byte accounting (history
+        budgets) must lose the channel's bytes."""
 
     # ---------------------------------------------------------------- lifecycle
     def configure(self, shards: Iterable[Shard], default_url: str) -> int:

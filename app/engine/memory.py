@@ -169,7 +169,7 @@ class MemoryEngine:
                 return message, found
         return None, None
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, app_key: str | None = None) -> None:
         if not self.available:
             raise shard_unavailable(SHARD_NAME)
         self.channels.pop(key, None)

@@ -162,29 +162,45 @@ class ShardSubscriber:
                 if not self._stopping:
                     self.events.on_down(self.link)
 
+    # The reply kinds of this flavour of Pub/Sub (the sharded reader of :mod:`.cluster_pubsub` has its own).
+    MESSAGE, SUBSCRIBED, UNSUBSCRIBED = b"message", b"subscribe", b"unsubscribe"
+
     def _read(self, conn: RespConnection) -> None:
         events = self.events
         on_message = events.on_message
         link = self.link
+        message, subscribed, unsubscribed = self.MESSAGE, self.SUBSCRIBED, self.UNSUBSCRIBED
         while True:
             replies = conn.read_available()
             self._last_heard = time.monotonic()
             for reply in replies:
                 if isinstance(reply, ReplyError):
-                    # e.g. -LOADING from a node still reading its data after a restart: start over.
-                    raise RedisUnavailable(f"error reply on the pub/sub connection: {reply}")
+                    self._refused(str(reply))
+                    continue
                 kind = reply[0]
-                if kind == b"message":
+                if kind == message:
                     try:
                         on_message(link, reply[1], reply[2])
                     except Exception:
                         log.exception("shard %s: routing a message failed", self.name)
-                elif kind == b"subscribe":
+                elif kind == subscribed:
                     self._on_subscribe_confirmed(reply[1])
-                elif kind == b"unsubscribe":
-                    self._on_unsubscribe_confirmed(reply[1])
+                elif kind == unsubscribed:
+                    self._on_unsubscribe_reply(reply[1])
                 # b"pong" answers the watchdog: hearing it is all that matters.
+            self._after_read()
             events.on_batch_end()  # what this read produced goes out now, not after other greenlets
+
+    def _refused(self, error: str) -> None:
+        """An error reply on the Pub/Sub connection."""
+        # e.g. -LOADING from a node still reading its data after a restart: start over.
+        raise RedisUnavailable(f"error reply on the pub/sub connection: {error}")
+
+    def _on_unsubscribe_reply(self, channel: bytes | None) -> None:
+        self._on_unsubscribe_confirmed(channel)
+
+    def _after_read(self) -> None:
+        """Every reply of one read was handled (a sharded reader reports the channels it lost then)."""
 
     def _on_subscribe_confirmed(self, channel: bytes) -> None:
         if not self.state.subscribed(channel):

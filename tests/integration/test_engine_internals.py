@@ -17,6 +17,7 @@ import redis
 import app.resp
 from app.engine import Engine, EngineError
 from app.engine.history import HistoryPolicy
+from app.engine.paging import replay_pages
 from app.engine.publisher import UNAVAILABLE, ShardPublisher
 from app.engine.pubsub import ShardSubscriber
 from app.engine.shardset import NOT_RECONNECTED
@@ -284,3 +285,36 @@ def test_shard_statuses_pings_and_drain_report_each_shard(engine, server):
     # Redis answers again before the links have reconnected (they back off), or after: both are right.
     assert engine.ping_shards(2.0)["s1"] in (None, NOT_RECONNECTED)
     wait_for(lambda: engine.ping_shards(2.0)["s1"] is None, what="the links to reconnect")
+
+
+# --- paged replay and trimming ---------------------------------------------------------------------------
+def _replay_after(client, position, upto, trim_to=None):
+    """Replay ``app::ch`` after ``position`` up to ``upto``, the stream first trimmed to its newest
+    ``trim_to`` entries (as if that happened right after the resume was decided): (messages, expired)."""
+    if trim_to is not None:
+        client.xtrim("app::ch", maxlen=trim_to, approximate=False)
+    sink, expired = Sink(), []
+    sub = Subscription(sink, "sid", "ch", "app::ch", None)
+    sub.begin_sync()
+    replay_pages(client, sub, position, False, upto, lambda _sub, asked, at: expired.append((asked, at)))
+    return [m["n"] for m in sink.messages()], expired
+
+
+@pytest.fixture
+def ten(client):
+    ids = [f"{1000 + 10 * n}-0" for n in range(10)]
+    for n, entry_id in enumerate(ids):
+        client.xadd("app::ch", {"m": orjson.dumps({"n": n})}, id=entry_id)
+    return ids
+
+
+def test_a_resume_replays_what_follows_its_position_exactly(client, ten):
+    assert _replay_after(client, ten[3], ten[-1]) == (list(range(4, 10)), [])
+
+
+def test_a_resume_after_a_position_between_entries_replays_what_follows_it(client, ten):
+    assert _replay_after(client, "1035-0", ten[-1]) == (list(range(4, 10)), [])  # between 1030-0 and 1040-0
+
+
+def test_a_resume_whose_history_was_trimmed_after_the_decision_is_told_where_it_restarts(client, ten):
+    assert _replay_after(client, ten[3], ten[-1], trim_to=4) == ([6, 7, 8, 9], [(ten[3], ten[6])])

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from websockets.exceptions import InvalidStatus
 
 from app.client import CobraClient
-from app.models import App, AppSettings, Role
+from tests.support.apps import configured_apps
 from tests.support.processes import wait_until
 
 SECRET = "limit-secret-0123456789abcdefghij"
@@ -17,27 +15,8 @@ SECRET = "limit-secret-0123456789abcdefghij"
 @pytest.fixture
 def limited_app(store):
     """An app with its own limits; returns a function that applies settings and waits for the broker."""
-    key = f"limits-{uuid.uuid4().hex[:8]}"
-    created = []
-
-    def configure(broker, **settings):
-        app = App(key=key, roles={"r": Role(name="r", secret=SECRET)}, settings=AppSettings(**settings))
-        store.put_app(app)
-        created.append(key)
-
-        def applied():
-            try:
-                with CobraClient(broker.endpoint, key, "r", SECRET, timeout=2):
-                    return True
-            except (InvalidStatus, OSError):
-                return False
-
-        wait_until(applied, message="app visible to the broker")
-        return key
-
-    yield configure
-    for key in created:
-        store.delete_app(key)
+    with configured_apps(store, "limits", SECRET, fresh_key=False) as configure:
+        yield configure
 
 
 def test_publish_rate_limit_answers_rate_limited(broker, limited_app):

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import threading
 import uuid
+from typing import Any
 
 import pytest
-from websockets.exceptions import InvalidStatus
+import redis
 
+from app.channels import channel_key
 from app.client import CobraClient
 from app.models import App, AppSettings, Role
-from tests.support.processes import wait_until
+from tests.support.apps import wait_app_known
 
 SECRET = "paged-secret-0123456789abcdefghijk"
 MESSAGES = 4000
@@ -43,15 +45,7 @@ def test_concurrent_replays_of_a_large_history_are_paged_exact_and_switch_to_liv
 ):
     broker = broker_factory()
     key = big_history_app
-
-    def known():
-        try:
-            with CobraClient(broker.endpoint, key, "r", SECRET, timeout=2):
-                return True
-        except (InvalidStatus, OSError):
-            return False
-
-    wait_until(known, message="app known")
+    wait_app_known(broker, key, SECRET)
     with CobraClient(broker.endpoint, key, "r", SECRET, timeout=30) as publisher:
         for i in range(MESSAGES):
             publisher.send(
@@ -100,3 +94,67 @@ def test_concurrent_replays_of_a_large_history_are_paged_exact_and_switch_to_liv
     # under 1 MB (a page of ~1 MB and a paced send queue per subscriber).
     growth_mb = (max(peak) - before) / 1024
     assert growth_mb < 12, f"broker RSS grew by {growth_mb:.0f} MB during four replays"
+
+
+TRIMMED_HISTORY = 1500  # x ~16 KB: ~24 MB, far more than a paused client and its sockets hold (~6 MB)
+KEPT = 100
+
+
+def _replayed_until(client: CobraClient, last: int) -> list[tuple[str, Any]]:
+    """("n", n) per message received and (action, body) per notice, until message ``last`` arrived."""
+    events: list[tuple[str, Any]] = []
+    while True:
+        pdu = client.receive(timeout=60)
+        if pdu["action"] == "rtm/subscription/data":
+            numbers = [m["n"] for m in pdu["body"]["messages"]]
+            events += [("n", n) for n in numbers]
+            if last in numbers:
+                return events
+        elif pdu["action"] in ("rtm/subscription/info", "rtm/subscription/error"):
+            events.append((pdu["action"], pdu["body"]))
+        else:
+            assert pdu["action"] == "rtm/subscribe/ok", pdu
+
+
+@pytest.mark.parametrize("fast_forward", [True, False], ids=["fast_forward", "plain"])
+def test_a_replay_whose_history_is_trimmed_meanwhile_reports_the_gap(
+    broker, big_history_app, redis_server, fast_forward
+):
+    key, channel = big_history_app, f"trim-{fast_forward}"
+    wait_app_known(broker, key, SECRET)
+    with CobraClient(broker.endpoint, key, "r", SECRET, timeout=30) as publisher:
+        for i in range(TRIMMED_HISTORY):
+            body = {"channel": channel, "message": {"n": i, "p": PAD}}
+            publisher.send({"action": "rtm/publish", "id": i, "body": body})
+        last = TRIMMED_HISTORY - 1
+        while publisher.request("rtm/read", {"channel": channel})["body"]["message"]["n"] != last:
+            pass
+    with CobraClient(broker.endpoint, key, "r", SECRET, timeout=60) as subscriber:
+        subscriber.send(
+            {
+                "action": "rtm/subscribe",
+                "id": 1,
+                "body": {"channel": channel, "position": "0-0", "fast_forward": fast_forward},
+            }
+        )
+        first = subscriber.receive(timeout=60)
+        assert first["action"] == "rtm/subscribe/ok", first
+        first = subscriber.receive(timeout=60)  # the replay runs; this client reads no more for now
+        assert [m["n"] for m in first["body"]["messages"]] == [0], first
+        # The channel is trimmed under the paused replay, to its newest KEPT messages.
+        r = redis.Redis.from_url(redis_server.url)
+        r.xtrim(channel_key(key, channel), maxlen=KEPT, approximate=False)
+        oldest_kept = r.xrange(channel_key(key, channel), count=1)[0][0].decode()
+        events = _replayed_until(subscriber, last)
+    notices = [index for index, (kind, _) in enumerate(events) if kind != "n"]
+    assert len(notices) == 1, [event for event in events if event[0] != "n"]
+    before = [n for _, n in events[: notices[0]]]
+    after = [n for _, n in events[notices[0] + 1 :]]
+    assert before == list(range(1, len(before) + 1))  # every message up to the trim, in order
+    assert after == list(range(TRIMMED_HISTORY - KEPT, TRIMMED_HISTORY))  # then the oldest retained on
+    kind, body = events[notices[0]]
+    assert body["position"] == oldest_kept and body["messages"] == []
+    if fast_forward:
+        assert kind == "rtm/subscription/info" and body["info"] == "fast_forward"
+    else:
+        assert kind == "rtm/subscription/error" and body["code"] == "expired_position"

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import http.client
 import time
-import uuid
 
 import orjson
 import pytest
 import redis
-from websockets.exceptions import InvalidStatus
 
 from app.channels import channel_key
 from app.client import CobraClient
+from app.engine.history import accounting_key_names
 from app.http_signing import sign
-from app.models import App, AppSettings, Role
+from tests.support.apps import configured_apps
 from tests.support.processes import wait_until
 
 SECRET = "budget-secret-0123456789abcdefghij"
@@ -24,27 +23,8 @@ SECRET = "budget-secret-0123456789abcdefghij"
 @pytest.fixture
 def budget_app(store):
     """An app with its own settings; returns a function that applies them and waits for the broker."""
-    created = []
-
-    def configure(broker, **settings):
-        key = f"budget-{uuid.uuid4().hex[:8]}"
-        app = App(key=key, roles={"r": Role(name="r", secret=SECRET)}, settings=AppSettings(**settings))
-        store.put_app(app)
-        created.append(key)
-
-        def applied():
-            try:
-                with CobraClient(broker.endpoint, key, "r", SECRET, timeout=2):
-                    return True
-            except (InvalidStatus, OSError):
-                return False
-
-        wait_until(applied, message="app visible to the broker")
-        return key
-
-    yield configure
-    for key in created:
-        store.delete_app(key)
+    with configured_apps(store, "budget", SECRET) as configure:
+        yield configure
 
 
 def _app_keys(redis_url: str, app_key: str) -> list[bytes]:
@@ -178,6 +158,74 @@ def test_an_app_history_budget_refuses_publishes_past_it_and_frees_when_history_
             timeout=30,
             message="budget freed once the history expired",
         )
+
+
+def _accounted_and_held(redis_url: str, app_key: str) -> tuple[int, int]:
+    """The app's byte total as the budget script keeps it, and the bytes its streams really hold."""
+    r = redis.Redis.from_url(redis_url)
+    accounted = int(r.hget(accounting_key_names(app_key)[0], "") or 0)
+    held = sum(
+        len(fields[b"m"]) for stream in _app_keys(redis_url, app_key) for _, fields in r.xrange(stream)
+    )
+    return accounted, held
+
+
+def test_deleting_a_channel_frees_its_bytes_from_the_app_history_budget(broker, budget_app, redis_server):
+    key = budget_app(broker, app_history_max_bytes=200_000, history_max_length=2)
+    message = "m" * 30_000  # 30,002 bytes of JSON
+    with CobraClient(broker.endpoint, key, "r", SECRET) as client:
+        for channel in ("ch0", "ch0", "ch0", "ch1", "ch1", "ch2", "ch3"):  # ch0 trimmed to its last two
+            client.publish(channel, message)
+        accounted, held = _accounted_and_held(redis_server.url, key)
+        assert accounted == held == 6 * 30_002
+        reply = client.request("rtm/publish", {"channel": "ch4", "message": message}, check=False)
+        assert reply["body"]["code"] == "rate_limited"  # 210 KB would be over 200 KB
+        client.delete("ch0")
+        assert _accounted_and_held(redis_server.url, key) == (4 * 30_002, 4 * 30_002)
+        client.publish("ch4", message)  # accepted again: the deleted channel's bytes left the budget
+        client.publish("ch5", message)
+        assert _accounted_and_held(redis_server.url, key) == (6 * 30_002, 6 * 30_002)
+        client.delete("never-published")  # nothing to free, nothing changes
+        assert _accounted_and_held(redis_server.url, key) == (6 * 30_002, 6 * 30_002)
+        reply = client.request("rtm/publish", {"channel": "ch6", "message": message}, check=False)
+        assert reply["body"]["code"] == "rate_limited"
+
+
+def test_the_app_byte_total_follows_trimming_by_age_and_channel_expiry(broker, budget_app, redis_server):
+    key = budget_app(broker, app_history_max_bytes=500_000, history_max_age=1)
+    r = redis.Redis.from_url(redis_server.url)
+    with CobraClient(broker.endpoint, key, "r", SECRET) as client:
+        for i in range(3):
+            client.publish(f"old{i}", "o" * 10_000)
+        accounted, held = _accounted_and_held(redis_server.url, key)
+        assert accounted == held == 3 * 10_002
+        # The channels expire (idle past history_max_age); the next publish takes them out of the total.
+        wait_until(lambda: not _app_keys(redis_server.url, key), timeout=30, message="channels expired")
+        client.publish("new", "n" * 1_000)
+        assert _accounted_and_held(redis_server.url, key) == (1_002, 1_002)
+        # Entries older than the max age are trimmed by their channel's next publish, and leave the total
+        # (publishing every 0.3 s keeps the channel from expiring as a whole).
+        for _ in range(8):
+            client.publish("live", "l" * 1_000)
+            time.sleep(0.3)
+        assert r.xlen(channel_key(key, "live")) < 8
+        accounted, held = _accounted_and_held(redis_server.url, key)
+        assert accounted == held
+
+
+def test_many_channels_that_expired_together_free_the_budget_for_the_next_publish(
+    broker, budget_app, redis_server
+):
+    key = budget_app(broker, app_history_max_bytes=100_000, history_max_age=1)
+    with CobraClient(broker.endpoint, key, "r", SECRET) as client:
+        for i in range(40):
+            client.publish(f"old{i}", "o" * 2_398)  # 40 x 2,400 bytes: 96,000
+        assert _accounted_and_held(redis_server.url, key) == (96_000, 96_000)
+        wait_until(lambda: not _app_keys(redis_server.url, key), timeout=30, message="channels expired")
+        # 50,000 bytes fit only once more than 16 of the expired channels (what a publish reaps when it
+        # fits) left the total: the first publish is accepted all the same.
+        client.publish("new", "n" * 49_998)
+        assert _accounted_and_held(redis_server.url, key) == (50_000, 50_000)
 
 
 def test_distinct_filters_per_connection_are_capped(broker, budget_app):

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import cbor2
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from app import codec, windows
+from app import codec, metrics, windows
+from app.stats_publisher import StatsPublisher
 from app.windows import WindowScheduler
 
 from .support import Clock, Harness, make_app, messages
@@ -117,7 +119,7 @@ def test_force_replaces_the_period_in_place_without_a_gap(clock):
 
 
 def test_a_connections_windows_are_pushed_early_at_half_its_send_queue_limit(clock):
-    _harness, publisher, subscriber = setup(make_app(send_queue_max_bytes=200))
+    harness, publisher, subscriber = setup(make_app(send_queue_max_bytes=200))
     subscriber.subscribe("ch", period=60)
     message = "x" * 30  # 32 bytes of JSON: the fourth goes past the budget of 100
     for _ in range(4):
@@ -125,6 +127,15 @@ def test_a_connections_windows_are_pushed_early_at_half_its_send_queue_limit(clo
     (push,) = data(subscriber.transport.take())
     assert push["body"]["messages"] == [message] * 4
     assert windows.process_scheduler().early_flushes == 1
+    # ... and counted where the other totals are: the stats document (/stats) and /metrics.
+    document = StatsPublisher(harness.services, None, lambda: {}, {}).collect()  # type: ignore[arg-type]
+    assert document["data"]["totals"]["window_early_flushes"] == 1
+    found = {
+        (sample.name, *sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(metrics.render({"n": document}).decode())
+        for sample in family.samples
+    }
+    assert found[("cobra_window_early_flushes_total", ("node", "n"))] == 1
     publisher.publish("ch", "rest")
     end_windows(clock, 60)
     assert messages(subscriber.transport.take()) == ["rest"]
