@@ -60,14 +60,17 @@ CONFIGS = ("single", "sentinel", "cluster")
 PARTS = ("throughput", "fanout", "failover")
 
 
-def make_apps(history: int) -> list[App]:
+def make_apps(history: int, byte_budgets: bool = True) -> list[App]:
+    """The two apps; without ``byte_budgets`` their history has count limits only, as a cluster shard's
+    always has (it runs no byte-budget script, README "Redis Cluster shards"): Redis CPU like for like."""
     roles = {ROLE: Role(ROLE, SECRET, PERMISSIONS)}
+    budgets = {} if byte_budgets else {"history_max_bytes": 0, "app_history_max_bytes": 0}
     return [
-        App(APP, roles, AppSettings(history_max_length=history)),
+        App(APP, roles, AppSettings(history_max_length=history, **budgets)),
         App(
             REPLICATED_APP,
             roles,
-            AppSettings(history_max_length=history, min_replicas=1, replication_timeout=1.0),
+            AppSettings(history_max_length=history, min_replicas=1, replication_timeout=1.0, **budgets),
             durability="replicated",
         ),
     ]
@@ -95,7 +98,7 @@ class Deployment:
             self.topology.start()
             self.config.start()
             store = ConfigStore.from_url(self.config.url)
-            for app in make_apps(self.history):
+            for app in make_apps(self.history, not self.args.no_byte_budgets):
                 store.put_app(app)
             store.set_shards([self.topology.shard()])
             # Every load connection comes from 127.0.0.1: lift the per-address cap of unauthenticated
@@ -232,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--probe-interval", type=float, default=None, help="brokers' --shard-probe-interval (default: theirs)"
+    )
+    parser.add_argument(
+        "--no-byte-budgets",
+        action="store_true",
+        help="apps without history byte budgets (a cluster shard never has them): Redis CPU like for like",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     return parser

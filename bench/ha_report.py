@@ -71,10 +71,12 @@ def failover_table(rows: list[dict[str, Any]]) -> str:
 
 def print_tables(results: dict[str, Any], args: argparse.Namespace) -> None:
     if results["throughput"]:
+        budgets = "off" if args.no_byte_budgets else "at their defaults (the cluster shard has none)"
         print(
             f"\n### Acked publishes ({args.publishers} publisher processes x {args.connections} connections x"
             f" {args.window} in flight, {args.channels} channels each, {args.brokers} broker(s),"
-            f" {args.duration:g} s)\n"
+            f" {args.duration:g} s; history byte budgets"
+            f" {budgets})\n"
         )
         print(throughput_table(results["throughput"]))
     if results["fanout"]:
