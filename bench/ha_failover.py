@@ -23,6 +23,7 @@ from app.channels import channel_key
 
 from .ha_topologies import wait_for
 from .shards_bench import Publisher, masked_text_frame, split_frames
+from .wsclient import pdu
 
 ERROR_BACKOFF = 0.005  # seconds before replacing a publish answered with an error: no busy loop while down
 
@@ -149,7 +150,11 @@ def one_failover(
         publisher.start()
         publisher.ready.wait(30)
     try:
-        wait_for(lambda: all(p.acked for p in publishers), 30, "acknowledged publishes before the kill")
+        try:
+            wait_for(lambda: all(p.acked for p in publishers), 30, "acknowledged publishes before the kill")
+        except RuntimeError as exc:
+            errors = {p.app: sorted({code for _n, code, _at in p.errors}) for p in publishers}
+            raise RuntimeError(f"{exc}; errors per app: {errors}") from None
         time.sleep(before)
         killed = topology.victim(channel_key(apps[0], first))
         killed_at = time.monotonic()
@@ -205,16 +210,35 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "failover_s_min": min(times) if times else None,
         "failover_s_median": round(statistics.median(times), 3) if times else None,
         "failover_s_max": max(times) if times else None,
+        # When the deployment itself named the new master (Sentinels agreeing, or the slot map): the rest of
+        # the failover time is the broker following it.
+        "promoted_s_median": round(statistics.median(r["promoted_s"] for r in runs), 3) if runs else None,
         "lost_per_failover": [r["lost"] for r in runs],
         "acked_per_failover": [r["acked"] for r in runs],
         "runs": runs,
     }
 
 
+def refusal(port: int, app: str, channel: str) -> str | None:
+    """Why ``app`` cannot publish on this deployment at all (its error code), or None when it can."""
+    publisher = Publisher(port, app)
+    try:
+        reply = publisher.request(pdu("rtm/publish", 2, {"channel": channel, "message": {"probe": True}}))
+    finally:
+        publisher.sock.close()
+    if reply["action"] == "rtm/publish/ok":
+        return None
+    body = reply.get("body") or {}
+    return body.get("code") or body.get("error") or reply["action"]
+
+
 def measure_failovers(
     topology: Any, port: int, apps: list[str], count: int, window: int, before: float, after: float
 ) -> dict[str, dict[str, Any]]:
-    """``count`` failovers of ``topology``; per app, :func:`summarise` of the runs."""
+    """``count`` failovers of ``topology``; per app, :func:`summarise` of the runs. An app whose publishes
+    are refused before any kill gets ``{"refused": code}`` instead: there is nothing to fail over."""
+    refused = {app: code for app in apps if (code := refusal(port, app, "probe")) is not None}
+    apps = [app for app in apps if app not in refused]
     per_app: dict[str, list[dict[str, Any]]] = {app: [] for app in apps}
     for run in range(count):
         rows = one_failover(topology, port, apps, run, window, before, after)
@@ -227,4 +251,8 @@ def measure_failovers(
             ),
             flush=True,
         )
-    return {app: summarise(runs) for app, runs in per_app.items()}
+    summaries = {app: summarise(runs) for app, runs in per_app.items()}
+    for app, code in refused.items():
+        print(f"  {topology.name}: {app} not measured, every publish answered {code}", flush=True)
+        summaries[app] = summarise([]) | {"refused": code}
+    return summaries

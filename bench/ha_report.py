@@ -54,13 +54,16 @@ def fanout_table(rows: list[dict[str, Any]]) -> str:
 
 def failover_table(rows: list[dict[str, Any]]) -> str:
     head = ["shard", "durability", "failovers", "kill → first acked publish, s (min / median / max)"]
-    head += ["acked-but-lost per failover", "acked per failover"]
+    head += ["new master named, s (median)", "acked-but-lost per failover", "acked per failover"]
     body = [
         [
             r["shard"],
             r["durability"],
             f"{r['resumed']}/{r['failovers']}",
-            " / ".join(_num(r[k], 2) for k in ("failover_s_min", "failover_s_median", "failover_s_max")),
+            f"not measured: publishes answered {r['refused']}"
+            if r.get("refused")
+            else " / ".join(_num(r[k], 2) for k in ("failover_s_min", "failover_s_median", "failover_s_max")),
+            _num(r["promoted_s_median"], 2),
             ", ".join(map(str, r["lost_per_failover"])),
             ", ".join(map(str, r["acked_per_failover"])),
         ]
