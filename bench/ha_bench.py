@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["fanout"] += fanout
         for config in args.configs:
             if "failover" in args.part and config != "single":  # a lone node has nothing to fail over to
-                print(f"{label(config)}: failovers", flush=True)
+                print(f"{label(config, args.cluster_replicas)}: failovers", flush=True)
                 results["failover"] += failover_rows(config, args, Path(tmp) / f"{config}-failover")
     return results
 

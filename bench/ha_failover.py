@@ -204,6 +204,7 @@ def _dead(publishers: list[AckedPublisher]) -> bool:
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """min/median/max of the failover times of one app's runs, and the losses of each."""
     times = [r["failover_s"] for r in runs if r["failover_s"] is not None]
+    codes = {code for r in runs for code in r["errors"]}
     return {
         "failovers": len(runs),
         "resumed": len(times),
@@ -214,6 +215,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         # the failover time is the broker following it.
         "promoted_s_median": round(statistics.median(r["promoted_s"] for r in runs), 3) if runs else None,
         "lost_per_failover": [r["lost"] for r in runs],
+        "errors": {code: sum(r["errors"].get(code, 0) for r in runs) for code in sorted(codes)},
         "acked_per_failover": [r["acked"] for r in runs],
         "runs": runs,
     }

@@ -55,6 +55,7 @@ def fanout_table(rows: list[dict[str, Any]]) -> str:
 def failover_table(rows: list[dict[str, Any]]) -> str:
     head = ["shard", "durability", "failovers", "kill → first acked publish, s (min / median / max)"]
     head += ["new master named, s (median)", "acked-but-lost per failover", "acked per failover"]
+    head += ["publish errors (all runs)"]
     body = [
         [
             r["shard"],
@@ -66,6 +67,7 @@ def failover_table(rows: list[dict[str, Any]]) -> str:
             _num(r["promoted_s_median"], 2),
             ", ".join(map(str, r["lost_per_failover"])),
             ", ".join(map(str, r["acked_per_failover"])),
+            ", ".join(f"{code} {count:,}" for code, count in r["errors"].items()) or "none",
         ]
         for r in rows
     ]
