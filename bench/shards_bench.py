@@ -61,11 +61,11 @@ def split_frames(buffer: bytearray) -> list[bytes]:
 class Publisher:
     """One authenticated connection, blocking during set-up, non-blocking while publishing."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, app: str = APP) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = bytearray()
-        request, accept = wsclient.json_upgrade("127.0.0.1", port, "/v2", APP)
+        request, accept = wsclient.json_upgrade("127.0.0.1", port, "/v2", app)
         self.sock.sendall(request)
         head = b""
         while b"\r\n\r\n" not in head:
@@ -106,6 +106,7 @@ def publisher_process(
     warmup: float,
     duration: float,
     results: Any,
+    app: str = APP,
 ) -> None:
     """Keep ``window`` publishes in flight on each connection; count acknowledgements in the window."""
     frames = [
@@ -123,7 +124,7 @@ def publisher_process(
         )
         for i in range(max(channels, 1000))
     ]
-    conns = [Publisher(port) for _ in range(connections)]
+    conns = [Publisher(port, app) for _ in range(connections)]
     selector = selectors.DefaultSelector()
     cursor = [0]
 
@@ -184,10 +185,15 @@ def redis_cpu(url: str) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def start_broker(config_url: str, state: Path) -> tuple[subprocess.Popen, int]:
+def start_broker(
+    config_url: str, state: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, int]:
+    """``python -m app run`` on a free port against the config store at ``config_url`` (``extra_env``: COBRA_*
+    settings); returns once it authenticates a client and acknowledges a publish."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("COBRA_")}
     env.update({"REDIS_URL": config_url, "COBRA_STATE_DIR": str(state / f"broker-{port}")})
+    env.update(extra_env or {})
     log = open(state / f"broker-{port}.log", "wb")  # noqa: SIM115 - lives as long as the broker
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "run", "--port", str(port), "--log-level", "WARNING"],
@@ -241,6 +247,64 @@ class _NodeURL:
         pass
 
 
+def measure_publishes(
+    ports: list[int], broker_pids: list[int], redis_urls: list[str], args: argparse.Namespace, app: str = APP
+) -> dict[str, Any]:
+    """Acked publishes/s of ``args.publishers`` publisher processes spread over the brokers on ``ports``,
+    and the CPU each broker process and each Redis node at ``redis_urls`` spent per 1000 of them."""
+    results: Any = multiprocessing.Queue()
+    workers = [
+        multiprocessing.Process(
+            target=publisher_process,
+            args=(
+                ports[i % len(ports)],
+                i,
+                args.connections,
+                args.window,
+                args.channels,
+                args.size,
+                args.warmup,
+                args.duration,
+                results,
+                app,
+            ),
+        )
+        for i in range(args.publishers)
+    ]
+    for worker in workers:
+        worker.start()
+    time.sleep(args.warmup)
+    cpu_before = [process_cpu(pid) for pid in broker_pids], [redis_cpu(url) for url in redis_urls]
+    time.sleep(args.duration)
+    cpu_after = [process_cpu(pid) for pid in broker_pids], [redis_cpu(url) for url in redis_urls]
+    totals = [results.get(timeout=args.duration + 60) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    acked = sum(t["acked"] for t in totals)
+    per_k = 1000 / acked if acked else 0.0
+    return {
+        "publishes_per_second": acked / args.duration,
+        "errors": sum(t["errors"] for t in totals),
+        "broker_cpu_ms_per_1000": [
+            round((after - before) * per_k * 1000, 1)
+            for before, after in zip(cpu_before[0], cpu_after[0], strict=True)
+        ],
+        "redis_cpu_ms_per_1000": [
+            round((after - before) * per_k * 1000, 1)
+            for before, after in zip(cpu_before[1], cpu_after[1], strict=True)
+        ],
+    }
+
+
+def stop_brokers(brokers: list[subprocess.Popen]) -> None:
+    for process in brokers:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def run_once(
     shard_count: int, args: argparse.Namespace, workdir: Path, cluster_masters: int = 0
 ) -> dict[str, Any]:
@@ -267,61 +331,33 @@ def run_once(
             process, port = start_broker(config.url, state)
             brokers.append(process)
             ports.append(port)
-        results: Any = multiprocessing.Queue()
-        workers = [
-            multiprocessing.Process(
-                target=publisher_process,
-                args=(
-                    ports[i % len(ports)],
-                    i,
-                    args.connections,
-                    args.window,
-                    args.channels,
-                    args.size,
-                    args.warmup,
-                    args.duration,
-                    results,
-                ),
-            )
-            for i in range(args.publishers)
-        ]
-        for worker in workers:
-            worker.start()
-        time.sleep(args.warmup)
-        cpu_before = [process_cpu(b.pid) for b in brokers], [redis_cpu(s.url) for s in shards]
-        time.sleep(args.duration)
-        cpu_after = [process_cpu(b.pid) for b in brokers], [redis_cpu(s.url) for s in shards]
-        totals = [results.get(timeout=args.duration + 60) for _ in workers]
-        for worker in workers:
-            worker.join(30)
-        acked = sum(t["acked"] for t in totals)
-        per_k = 1000 / acked if acked else 0.0
+        row = measure_publishes(ports, [b.pid for b in brokers], [s.url for s in shards], args)
         return {
             "shards": shard_count,
             "brokers": args.brokers,
-            "publishes_per_second": acked / args.duration,
-            "errors": sum(t["errors"] for t in totals),
-            "broker_cpu_ms_per_1000": [
-                round((after - before) * per_k * 1000, 1)
-                for before, after in zip(cpu_before[0], cpu_after[0], strict=True)
-            ],
-            "redis_cpu_ms_per_1000": [
-                round((after - before) * per_k * 1000, 1)
-                for before, after in zip(cpu_before[1], cpu_after[1], strict=True)
-            ],
+            **row,
             "keys_per_shard": [redis.Redis.from_url(s.url).dbsize() for s in shards],
         }
     finally:
-        for process in brokers:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_brokers(brokers)
         for server in [*shards, config]:
             server.stop()
         if cluster is not None:
             cluster.stop()
+
+
+def add_publisher_arguments(
+    parser: argparse.ArgumentParser, publishers: int = 3, duration: float = 10.0
+) -> None:
+    """The load options of :func:`measure_publishes` (shared with bench.ha_bench)."""
+    parser.add_argument("--publishers", type=int, default=publishers, help="publisher processes")
+    parser.add_argument("--connections", type=int, default=4, help="connections per publisher process")
+    parser.add_argument("--window", type=int, default=100, help="publishes in flight per connection")
+    parser.add_argument("--channels", type=int, default=1000, help="channels per publisher process")
+    parser.add_argument("--size", type=int, default=64, help="padding bytes in each message")
+    parser.add_argument("--history", type=int, default=1000, help="history_max_length of the app (0 = off)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
+    parser.add_argument("--duration", type=float, default=duration, help="seconds measured")
 
 
 def main() -> int:
@@ -332,14 +368,7 @@ def main() -> int:
     parser.add_argument(
         "--brokers", type=int, default=1, help="broker processes (publishers spread over them)"
     )
-    parser.add_argument("--publishers", type=int, default=3, help="publisher processes")
-    parser.add_argument("--connections", type=int, default=4, help="connections per publisher process")
-    parser.add_argument("--window", type=int, default=100, help="publishes in flight per connection")
-    parser.add_argument("--channels", type=int, default=1000, help="channels per publisher process")
-    parser.add_argument("--size", type=int, default=64, help="padding bytes in each message")
-    parser.add_argument("--history", type=int, default=1000, help="history_max_length of the app (0 = off)")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured")
+    add_publisher_arguments(parser)
     parser.add_argument(
         "--cluster", type=int, default=0, metavar="MASTERS", help="also run on one Redis Cluster shard"
     )

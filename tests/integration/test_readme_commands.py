@@ -284,7 +284,8 @@ def test_settings_and_bench_list_run():
         [sys.executable, "-m", "bench", "run", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert "--target" in run_help.stdout
-    for module in ("bench.http_publish_bench", "bench.shards_bench", "bench.stream_sql_bench"):
+    modules = ("bench.http_publish_bench", "bench.shards_bench", "bench.stream_sql_bench", "bench.ha_bench")
+    for module in modules:
         helped = subprocess.run(
             [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
         )
