@@ -124,7 +124,10 @@ def parse_request(data: bytes | str) -> Request | FatalError:
 
 
 def _may_nest_deeply(data: bytes | str) -> bool:
-    """A cheap (C-speed) necessary condition: so many levels need at least as many opening brackets."""
+    """A cheap (C-speed) necessary condition: so many levels need at least as many opening brackets (and
+    as many bytes: most PDUs are answered by their length alone, without a scan)."""
+    if len(data) <= MAX_DEPTH:
+        return False
     if isinstance(data, str):
         return data.count("[") + data.count("{") > MAX_DEPTH
     return data.count(b"[") + data.count(b"{") > MAX_DEPTH

@@ -12,6 +12,7 @@ import ssl
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+import gevent.socket
 import hiredis
 
 ReplyError = hiredis.ReplyError
@@ -110,7 +111,11 @@ class RespConnection:
         if self.sock is None:
             raise RedisUnavailable("not connected")
         try:
-            self.sock.sendall(data)
+            # One send(2) in the usual case; sendall only for the rest (gevent's sendall asks the kernel
+            # for the socket's buffer size on every call).
+            sent = self.sock.send(data)
+            if sent < len(data):
+                self.sock.sendall(memoryview(data)[sent:])
         except OSError as exc:
             raise RedisUnavailable(str(exc)) from None
 
@@ -119,7 +124,7 @@ class RespConnection:
         reader = self._reader
         reply = reader.gets()
         while reply is False:
-            self._fill()
+            self.fill()
             reply = reader.gets()
         return reply
 
@@ -129,14 +134,29 @@ class RespConnection:
         replies = []
         reply = reader.gets()
         while reply is False:
-            self._fill()
+            self.fill()
             reply = reader.gets()
         while reply is not False:
             replies.append(reply)
             reply = reader.gets()
         return replies
 
-    def _fill(self) -> None:
+    def wait_readable(self) -> None:
+        """Block until the socket is readable, without reading: a caller that knows nothing is there yet
+        (nothing asked, or just asked) saves the recv that would fail with EAGAIN before gevent waits.
+        Only on a plain gevent socket; elsewhere (TLS may buffer decrypted bytes) :meth:`fill` waits."""
+        sock = self.sock
+        if sock is None:
+            raise RedisUnavailable("not connected")
+        if type(sock) is gevent.socket.socket:
+            try:
+                sock._wait(sock._read_event)  # gevent's wait on the watcher its recv uses after EAGAIN
+            except OSError as exc:  # closed from another greenlet (retarget, the watchdog)
+                raise RedisUnavailable(str(exc)) from None
+
+    def fill(self) -> None:
+        """Block until data arrives and buffer it for the next replies; RedisUnavailable when the
+        connection closed (by Redis, or by :meth:`close` from another greenlet)."""
         if self.sock is None:
             raise RedisUnavailable("not connected")
         try:

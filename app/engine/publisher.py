@@ -58,7 +58,6 @@ class ShardPublisher:
         self._batch_started = 0.0  # perf_counter() when the batch in flight was sent
         self._batch_sent_at: float | None = None  # monotonic time the batch in flight was sent
         self._conn: RespConnection | None = None
-        self._wake = Event()
         self._idle = Event()
         self._idle.set()
         self._connected = Event()
@@ -91,8 +90,7 @@ class ShardPublisher:
         self.address = address
         conn = self._conn
         if conn is not None:
-            conn.close()
-            self._wake.set()  # an idle pump notices the closed connection now, not at the next publish
+            conn.close()  # an idle pump, waiting on this socket, notices at once (gevent cancels the wait)
 
     @property
     def batch_max(self) -> int:
@@ -170,8 +168,6 @@ class ShardPublisher:
         self._idle.clear()
         self._batch_started = time.perf_counter()
         self._batch_sent_at = time.monotonic()
-        if not self._wake.is_set():
-            self._wake.set()  # the pump goes to read the replies
         if conn is None:
             return  # lost meanwhile: the pump fails the batch
         try:
@@ -185,10 +181,11 @@ class ShardPublisher:
         while True:
             if not batches.in_flight and not batches.next_batch():
                 self._idle.set()
-                self._wake.clear()
-                self._wake.wait()  # a submit sends its batch itself and wakes us to read the replies
-                if conn.sock is None and batches.idle:
-                    raise RedisUnavailable("connection closed (retargeted)")
+                # Idle: wait on the socket itself. A submit sends its batch on the spot, and the pump
+                # wakes when the replies arrive (or Redis closes, or retarget closes the socket): one
+                # wake-up per lone publish instead of a hand-over to read too early, then another.
+                conn.wait_readable()
+                conn.fill()
                 continue
             for command, callback in batches.unanswered():
                 reply = conn.read_reply()

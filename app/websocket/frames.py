@@ -265,7 +265,9 @@ class MessageReader:
     def _complete(self, opcode: int, payload: bytes, compressed: bool) -> Event:
         if compressed:
             payload = self._inflate(payload)
-        if opcode == OP_TEXT and self._check_utf8:
+        # ASCII is valid UTF-8: isascii() answers without building the str that decode() would (most
+        # messages are pure ASCII JSON).
+        if opcode == OP_TEXT and self._check_utf8 and not payload.isascii():
             try:
                 payload.decode("utf-8")
             except UnicodeDecodeError:

@@ -20,6 +20,7 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
 import gevent
+import gevent.socket
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
@@ -60,6 +61,7 @@ class WebSocket:
         "_failed",
         "_leftover",
         "_reader",
+        "_wait_first",
         "deflate",
         "socket",
         "subprotocol",
@@ -85,6 +87,10 @@ class WebSocket:
         self._compress_min_size = compress_min_size
         self._leftover = leftover
         self._failed = False
+        # Whether the next read waits for the socket to be readable before its recv (see receive): False
+        # or True on a plain gevent socket, None where that is unsafe (a TLS socket may hold decrypted
+        # bytes its file descriptor does not show; anything else lacks gevent's read watcher).
+        self._wait_first: bool | None = False if type(sock) is gevent.socket.socket else None
 
     def receive(self) -> list[Event]:
         """Block until at least one byte arrives; return the events completed by it (maybe none)."""
@@ -95,9 +101,12 @@ class WebSocket:
             except ProtocolError:
                 self._failed = True
                 raise
+        sock = self.socket
         try:
-            data = self.socket.recv(RECV_SIZE)
-        except OSError as exc:
+            if self._wait_first:
+                sock._wait(sock._read_event)  # gevent's wait on the watcher its recv uses after EAGAIN
+            data = sock.recv(RECV_SIZE)
+        except OSError as exc:  # abort() from another greenlet cancels the wait with an OSError too
             raise ConnectionClosed(str(exc)) from None
         if not data:
             raise ConnectionClosed("end of stream")
@@ -107,10 +116,17 @@ class WebSocket:
             # a reset, and nothing it sends is kept.
             return []
         try:
-            return self._reader.feed(data)
+            events = self._reader.feed(data)
         except ProtocolError:
             self._failed = True
             raise
+        # A short read that held one message at most is a client waiting for its answer (an ack-gated
+        # publisher): by the next read it has most likely sent nothing yet, and trying recv first would
+        # only fail with EAGAIN (a system call and an exception per message) before gevent waits anyway.
+        # A client that pipelines fills reads with several messages and keeps the plain recv.
+        if self._wait_first is not None:
+            self._wait_first = len(data) < RECV_SIZE and len(events) <= 1
+        return events
 
     def encode_message(self, payload: bytes, opcode: int = OP_TEXT) -> bytes:
         """A text (or ``opcode``) frame for ``payload``, compressed when deflate was agreed and the message
