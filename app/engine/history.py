@@ -149,13 +149,17 @@ class HistoryPolicy:
     min_replicas: int = 0
     replication_timeout_ms: int = 1000
 
-    @property
+    @cached_property
     def budgeted(self) -> bool:
         return bool(self.max_bytes or self.app_max_bytes) and bool(self.app_key)
 
     def unbudgeted(self) -> HistoryPolicy:
-        """The same policy without its byte budgets."""
-        return replace(self, max_bytes=0, app_max_bytes=0)
+        """The same policy without its byte budgets (the same object every time: a shard kind without the
+        budget script asks for it per publish, and its command frames are cached on it)."""
+        plain = self.__dict__.get("_unbudgeted")
+        if plain is None:
+            plain = self.__dict__["_unbudgeted"] = replace(self, max_bytes=0, app_max_bytes=0)
+        return plain
 
     @property
     def replay(self) -> bool:
