@@ -58,7 +58,6 @@ class ShardPublisher:
         self._batch_started = 0.0  # perf_counter() when the batch in flight was sent
         self._batch_sent_at: float | None = None  # monotonic time the batch in flight was sent
         self._conn: RespConnection | None = None
-        self._wake = Event()
         self._idle = Event()
         self._idle.set()
         self._connected = Event()
@@ -91,8 +90,7 @@ class ShardPublisher:
         self.address = address
         conn = self._conn
         if conn is not None:
-            conn.close()
-            self._wake.set()  # an idle pump notices the closed connection now, not at the next publish
+            conn.close()  # the pump, idle or not, is waiting on it: its read fails and it reconnects
 
     @property
     def batch_max(self) -> int:
@@ -170,8 +168,6 @@ class ShardPublisher:
         self._idle.clear()
         self._batch_started = time.perf_counter()
         self._batch_sent_at = time.monotonic()
-        if not self._wake.is_set():
-            self._wake.set()  # the pump goes to read the replies
         if conn is None:
             return  # lost meanwhile: the pump fails the batch
         try:
@@ -184,18 +180,15 @@ class ShardPublisher:
         while True:
             if not batches.in_flight and not batches.next_batch():
                 self._idle.set()
-                self._wake.clear()
-                self._wake.wait()  # a submit sends its batch itself and wakes us to read the replies
-                if conn.sock is None and batches.idle:
-                    raise RedisUnavailable("connection closed (retargeted)")
-                continue
-            # Replies are taken as they arrive, every complete one of a read at once (hiredis parses
-            # them in C): a batch of hundreds costs a few reads, not a call chain per reply.
-            # PublishBatches.answer is inlined (answered moves on before the callback runs, as there).
+            # Idle, the pump waits on the socket itself: a submit sends its batch on the spot, and what
+            # wakes the pump is Redis's answer (no Event hand-over, no futile read in between). A closed
+            # connection (retarget, watchdog) ends the wait with an error, as it ends any other read.
+            replies = conn.read_available()
             in_flight = batches.in_flight
             size = len(in_flight)
-            while batches.answered < size:
-                replies = conn.read_available()
+            # Every complete reply of a read is taken at once (hiredis parses them in C), and answered
+            # inline (PublishBatches.answer's bookkeeping: answered moves on before the callback runs).
+            while True:
                 if batches.answered + len(replies) > size:
                     raise RedisUnavailable("more replies than commands in flight")
                 for reply in replies:
@@ -208,6 +201,9 @@ class ShardPublisher:
                         callback(reply)
                     except Exception:
                         log.exception("publish callback failed")
+                if batches.answered >= size:
+                    break
+                replies = conn.read_available()
             count = batches.batch_done()
             self._batch_sent_at = None
             if self._on_batch is not None:
