@@ -68,6 +68,8 @@ class RespConnection:
         self.address = address
         self.connect_timeout = connect_timeout
         self.sock: socket.socket | None = None
+        # gevent's own non-blocking socket under a plain (not TLS) gevent socket, else None: see send().
+        self._raw: Any = None
         self._reader = hiredis.Reader()
 
     def connect(self) -> None:
@@ -86,6 +88,7 @@ class RespConnection:
         except OSError as exc:
             raise RedisUnavailable(f"cannot connect to {addr!r}: {exc}") from None
         self.sock = sock
+        self._raw = getattr(sock, "_sock", None) if addr.scheme != "rediss" else None
         self._reader = hiredis.Reader()
         handshake: list[tuple[Any, ...]] = []
         if addr.password:
@@ -102,20 +105,31 @@ class RespConnection:
 
     def close(self) -> None:
         if self.sock is not None:
+            self._raw = None
             try:
                 self.sock.close()
             finally:
                 self.sock = None
 
     def send(self, data: bytes) -> None:
-        if self.sock is None:
+        sock = self.sock
+        if sock is None:
             raise RedisUnavailable("not connected")
         try:
-            # One send(2) in the usual case; sendall only for the rest (gevent's sendall asks the kernel
-            # for the socket's buffer size on every call).
-            sent = self.sock.send(data)
-            if sent < len(data):
-                self.sock.sendall(memoryview(data)[sent:])
+            # One non-blocking send() first, which writes a batch whole unless the socket buffer is full:
+            # gevent's sendall() costs a getsockopt() system call, a memoryview and clock reads per call
+            # (once per publish batch: per publish when they come one at a time). The rest, if any, goes
+            # through sendall(), which waits for the socket.
+            raw = self._raw
+            if raw is not None:
+                try:
+                    sent = raw.send(data)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = memoryview(data)[sent:]
+            sock.sendall(data)
         except OSError as exc:
             raise RedisUnavailable(str(exc)) from None
 

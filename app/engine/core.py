@@ -142,11 +142,16 @@ class Engine:
         once Redis holds it, or an :class:`EngineError`."""
         link = self.link_for(key)
         publisher = link.publisher
-        if policy.budgeted and "budget_publish" not in publisher.shas:
+        shas = publisher.shas
+        if not policy.budgeted:
+            sha = shas.get("publish")
+        elif "budget_publish" in shas:
+            sha = shas["budget_publish"]
+        else:
             # A shard kind without the byte-budget script (a Redis Cluster shard: the app's accounting keys
             # live in other slots than the channel) keeps the count and age limits only (README).
             policy = policy.unbudgeted()
-        sha = publisher.shas.get("budget_publish" if policy.budgeted else "publish")
+            sha = shas.get("publish")
         if sha is None or not publisher.available:
             callback(shard_unavailable(link.name))
             return

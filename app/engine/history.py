@@ -182,13 +182,17 @@ class HistoryPolicy:
     min_replicas: int = 0
     replication_timeout_ms: int = 1000
 
-    @property
+    @cached_property
     def budgeted(self) -> bool:
         return bool(self.max_bytes or self.app_max_bytes) and bool(self.app_key)
 
     def unbudgeted(self) -> HistoryPolicy:
-        """The same policy without its byte budgets."""
-        return replace(self, max_bytes=0, app_max_bytes=0)
+        """The same policy without its byte budgets (the same object every time: a shard kind without the
+        budget script asks for it per publish, and its command frames are cached on it)."""
+        plain = self.__dict__.get("_unbudgeted")
+        if plain is None:
+            plain = self.__dict__["_unbudgeted"] = replace(self, max_bytes=0, app_max_bytes=0)
+        return plain
 
     @property
     def replay(self) -> bool:
@@ -215,54 +219,47 @@ class HistoryPolicy:
         sizes, expiry = (name.encode() for name in accounting_key_names(self.app_key))
         return b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(sizes), sizes, len(expiry), expiry)
 
+    def command_frame(self, sha: bytes, deliver: bool) -> tuple[bytes, bytes, bytes]:
+        """What every publish command of this policy shares, around its key and its message: the head
+        (up to the key), what follows the key, and what follows the message. Cached per script and
+        ``deliver``: building them costs ~0.7 us, a lookup ~0.05 us, per publish."""
+        frames = self.__dict__.get("_frames")
+        if frames is None:
+            frames = self.__dict__["_frames"] = {}
+        frame = frames.get((sha, deliver))
+        if frame is None:
+            maxlen, maxage = self.stored_length, self.max_age_ms
+            flag = b"1" if deliver else b"0"
+            rest = b"\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$1\r\n%b\r\n" % (
+                len(maxlen),
+                maxlen,
+                len(maxage),
+                maxage,
+                flag,
+            )
+            if self.budgeted:
+                head = b"*12\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$1\r\n3\r\n" % sha
+                frame = (head, b"\r\n" + self.accounting_keys, rest + self.budget_tail)
+            else:
+                head = b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$1\r\n1\r\n" % sha
+                frame = (head, b"\r\n", rest)
+            frames[(sha, deliver)] = frame
+        return frame
+
 
 def publish_command(
     sha: bytes, key: bytes, message: bytes, policy: HistoryPolicy, deliver: bool = True
 ) -> bytes:
-    """``EVALSHA <sha> 1 <key> <message> <maxlen> <maxage_ms> <deliver>`` in RESP, built without a loop."""
-    if policy.budgeted:
-        return budget_publish_command(sha, key, message, policy, deliver)
-    maxlen = policy.stored_length
-    maxage = policy.max_age_ms
-    return b"".join(
-        (
-            b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n",
-            sha,
-            b"\r\n$1\r\n1\r\n$%d\r\n" % len(key),
-            key,
-            b"\r\n$%d\r\n" % len(message),
-            message,
-            b"\r\n$%d\r\n" % len(maxlen),
-            maxlen,
-            b"\r\n$%d\r\n" % len(maxage),
-            maxage,
-            b"\r\n$1\r\n1\r\n" if deliver else b"\r\n$1\r\n0\r\n",
-        )
-    )
+    """``EVALSHA <sha> 1 <key> <message> <maxlen> <maxage_ms> <deliver>`` in RESP, or for a budgeted
+    policy ``EVALSHA <sha> 3 <key> <sizes> <expiry> <message> <maxlen> <maxage_ms> <deliver> <max_bytes>
+    <app_max_bytes>`` (:data:`BUDGET_PUBLISH_SCRIPT`, ``sha`` being that script's); one join per publish."""
+    head, after_key, rest = policy.command_frame(sha, deliver)
+    return b"".join((head, b"$%d\r\n" % len(key), key, after_key, b"$%d\r\n" % len(message), message, rest))
 
 
 def budget_publish_command(
     sha: bytes, key: bytes, message: bytes, policy: HistoryPolicy, deliver: bool = True
 ) -> bytes:
-    """``EVALSHA <sha> 3 <key> <sizes> <expiry> <message> <maxlen> <maxage_ms> <deliver> <max_bytes>
-    <app_max_bytes>`` for :data:`BUDGET_PUBLISH_SCRIPT`; ``sha`` is that script's."""
-    maxlen = policy.stored_length
-    maxage = policy.max_age_ms
-    return b"".join(
-        (
-            b"*12\r\n$7\r\nEVALSHA\r\n$40\r\n",
-            sha,
-            b"\r\n$1\r\n3\r\n$%d\r\n" % len(key),
-            key,
-            b"\r\n",
-            policy.accounting_keys,
-            b"$%d\r\n" % len(message),
-            message,
-            b"\r\n$%d\r\n" % len(maxlen),
-            maxlen,
-            b"\r\n$%d\r\n" % len(maxage),
-            maxage,
-            b"\r\n$1\r\n1\r\n" if deliver else b"\r\n$1\r\n0\r\n",
-            policy.budget_tail,
-        )
-    )
+    """The command of :data:`BUDGET_PUBLISH_SCRIPT` for a budgeted ``policy`` (:func:`publish_command`)."""
+    assert policy.budgeted
+    return publish_command(sha, key, message, policy, deliver)

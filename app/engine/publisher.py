@@ -90,7 +90,7 @@ class ShardPublisher:
         self.address = address
         conn = self._conn
         if conn is not None:
-            conn.close()  # an idle pump, waiting on this socket, notices at once (gevent cancels the wait)
+            conn.close()  # the pump, idle or not, is waiting on it: its read fails and it reconnects
 
     @property
     def batch_max(self) -> int:
@@ -177,21 +177,34 @@ class ShardPublisher:
 
     def _pump(self, conn: RespConnection) -> None:
         batches = self.batches
-        answer = batches.answer
         while True:
             if not batches.in_flight and not batches.next_batch():
                 self._idle.set()
-                # Idle: wait on the socket itself. A submit sends its batch on the spot, and the pump
-                # wakes when the replies arrive (or Redis closes, or retarget closes the socket): one
-                # wake-up per lone publish instead of a hand-over to read too early, then another.
+                # Idle, the pump waits on the socket itself: a submit sends its batch on the spot, and what
+                # wakes the pump is Redis's answer (no Event hand-over, no futile recv that fails with
+                # EAGAIN first). A closed connection (retarget, watchdog) ends the wait with an error.
                 conn.wait_readable()
-                conn.fill()
-                continue
-            for command, callback in batches.unanswered():
-                reply = conn.read_reply()
-                if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
-                    reply = self._retry_noscript(conn, command)
-                answer(callback, reply)
+            replies = conn.read_available()
+            in_flight = batches.in_flight
+            size = len(in_flight)
+            # Every complete reply of a read is taken at once (hiredis parses them in C), and answered
+            # inline (PublishBatches.answer's bookkeeping: answered moves on before the callback runs).
+            while True:
+                if batches.answered + len(replies) > size:
+                    raise RedisUnavailable("more replies than commands in flight")
+                for reply in replies:
+                    index = batches.answered
+                    command, callback = in_flight[index]
+                    batches.answered = index + 1
+                    if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+                        reply = self._retry_noscript(conn, command)
+                    try:
+                        callback(reply)
+                    except Exception:
+                        log.exception("publish callback failed")
+                if batches.answered >= size:
+                    break
+                replies = conn.read_available()
             count = batches.batch_done()
             self._batch_sent_at = None
             if self._on_batch is not None:
