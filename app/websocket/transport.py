@@ -39,6 +39,17 @@ if TYPE_CHECKING:
 
 ACCEPT_KEY = "cobra.websocket.accept"
 PREAUTH_KEY = "cobra.preauth"  # the socket's PreauthTicket, released once its WebSocket authenticates
+# What a WSGI environ keeps once its request became a WebSocket (CobraWebSocketHandler._release_request).
+KEPT_AFTER_UPGRADE = (
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "SERVER_PROTOCOL",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    ACCEPT_KEY,
+    PREAUTH_KEY,
+)
 RECV_SIZE = 65536
 
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -197,22 +208,35 @@ def framing_problem(headers: Any) -> str | None:
     return None
 
 
+class HandlerState:
+    """What our handler adds to gevent's, in one attribute. pywsgi's handler sets 28 attributes of its own
+    per request; past 30, CPython gives up the compact shared-key layout of an instance's dict, and the
+    dict of every upgraded connection's handler (alive as long as the connection) took 1.3 KB more."""
+
+    __slots__ = ("bad_request", "edge", "head_timer", "requests_read", "ticket")
+
+    def __init__(self) -> None:
+        self.bad_request = ""  # what gevent found wrong with the current request, for its access line
+        self.edge: EdgeGuard | None = None
+        self.ticket: PreauthTicket | None = None
+        self.head_timer: gevent.Timeout | None = None
+        self.requests_read = 0
+
+
 class CobraWebSocketHandler(WebSocketHandler):
     """gevent-websocket's handler with the upgrade decision moved into the application, and the limits of
     an anonymous socket (:class:`~app.edge_guard.EdgeGuard`) when the application has an ``edge``: caps
     checked at accept, one deadline for each request head, the keep-alive wait between requests, a header
     block read within its budget."""
 
-    _bad_request = ""  # what gevent found wrong with the current request, for its access line
-    _edge: EdgeGuard | None = None
-    _ticket: PreauthTicket | None = None
-    _head_timer: gevent.Timeout | None = None
-    _requests_read = 0
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._state = HandlerState()
 
     def MessageClass(self, *args: Any) -> Any:  # gevent's name for it
         """gevent's header parsing, then :func:`framing_problem`: a ValueError raised here becomes gevent's
         400 and close, without a traceback (``WSGIHandler._handle_client_error``)."""
-        edge = self._edge
+        edge = self._state.edge
         if edge is not None and args:
             settings = edge.settings
             block = read_header_block(args[0], settings.http_max_header_bytes, settings.http_max_headers)
@@ -228,19 +252,20 @@ class CobraWebSocketHandler(WebSocketHandler):
         # keep-alive response in two sends (head, then body), and Nagle held the second one until the
         # client's delayed ACK: 40 ms per request on a kept-alive connection (HTTP publishing, the panel).
         _no_delay(self.socket)
-        edge = self._edge = getattr(getattr(self.server, "application", None), "edge", None)
+        state = self._state
+        edge = state.edge = getattr(getattr(self.server, "application", None), "edge", None)
         if edge is not None:
             address = self.client_address
             ticket = edge.admit(address[0] if isinstance(address, tuple) else str(address or ""))
             if ticket is None:
                 self._refuse_over_capacity()
                 return
-            self._ticket = ticket
+            state.ticket = ticket
         try:
             super().handle()
         finally:
-            if self._ticket is not None:
-                self._ticket.release()
+            if state.ticket is not None:
+                state.ticket.release()
 
     def _refuse_over_capacity(self) -> None:
         """Over a cap of unauthenticated sockets: a 503 if the socket takes it at once, then close, before
@@ -260,24 +285,25 @@ class CobraWebSocketHandler(WebSocketHandler):
         """One request, its head within ``http_head_timeout`` (counted from accept for the first request,
         from its first byte for the next ones, which come within the keep-alive time or not at all). The
         application runs outside that deadline (:meth:`read_request` ends it)."""
-        edge = self._edge
+        state = self._state
+        edge = state.edge
         if edge is None:
             return super().handle_one_request()
-        if self._requests_read and not self._next_request_arrives(edge.keepalive):
+        if state.requests_read and not self._next_request_arrives(edge.keepalive):
             return None  # idle keep-alive connection: closed
-        self._requests_read += 1
-        timer = self._head_timer = gevent.Timeout(edge.settings.http_head_timeout)
+        state.requests_read += 1
+        timer = state.head_timer = gevent.Timeout(edge.settings.http_head_timeout)
         timer.start()
         try:
             return super().handle_one_request()
         except gevent.Timeout as exc:
             if exc is not timer:
                 raise
-            self._bad_request = f"request head not complete within {edge.settings.http_head_timeout:g} s"
+            state.bad_request = f"request head not complete within {edge.settings.http_head_timeout:g} s"
             return ("408", REQUEST_TIMEOUT_RESPONSE)
         finally:
             timer.close()
-            self._head_timer = None
+            state.head_timer = None
 
     def _next_request_arrives(self, keepalive: float) -> bool:
         """Whether a next request starts within ``keepalive`` seconds (bytes already buffered count)."""
@@ -294,8 +320,9 @@ class CobraWebSocketHandler(WebSocketHandler):
         try:
             return super().read_request(raw_requestline)
         finally:
-            if self._head_timer is not None:  # the head is in: the application is not under its deadline
-                self._head_timer.close()
+            timer = self._state.head_timer
+            if timer is not None:  # the head is in: the application is not under its deadline
+                timer.close()
 
     def _handle_client_error(self, ex: Exception) -> Any:
         if isinstance(ex, HeadTooLarge):
@@ -306,8 +333,9 @@ class CobraWebSocketHandler(WebSocketHandler):
     def run_application(self) -> Any:
         if is_websocket_request(self.environ):
             self.environ[ACCEPT_KEY] = self._accept
-            if self._ticket is not None:
-                self.environ[PREAUTH_KEY] = self._ticket
+            ticket = self._state.ticket
+            if ticket is not None:
+                self.environ[PREAUTH_KEY] = ticket
         return WSGIHandler.run_application(self)
 
     def _accept(self, upgrade: Upgrade, max_message_size: int, compress_min_size: int) -> WebSocket:
@@ -320,17 +348,33 @@ class CobraWebSocketHandler(WebSocketHandler):
         self.provided_date = True
         self.write(b"")
         leftover = take_over_socket(self.socket, self.rfile)
+        self._release_request()
         return WebSocket(self.socket, upgrade, max_message_size, compress_min_size, leftover)
+
+    def _release_request(self) -> None:
+        """Drop what only the HTTP request needed, once the 101 is sent. The connection then lives for hours
+        in this handler's greenlet, whose frames keep the handler and the environ alive: the parsed header
+        block, the environ's copies of every header and the 101's encoded headers were ~5 KB of each idle
+        connection's ~20 KB. The environ keeps the request line's parts, the peer's address and our own
+        keys (the application may still read those); pywsgi reads none of the rest after the response
+        started (its error path passes the environ on, its access line is ours)."""
+        environ = self.environ
+        kept = {key: environ[key] for key in KEPT_AFTER_UPGRADE if key in environ}
+        environ.clear()  # frees the table: a dict keeps its size when keys are only deleted
+        environ.update(kept)
+        self.headers = None
+        self.response_headers = []
 
     def log_error(self, msg: str, *args: Any) -> None:
         """gevent reports invalid client input here (a request line that is not HTTP, a broken chunked
         body); it goes into that request's access line instead of a raw line of its own on stderr."""
         # gevent's two calls pass (client_address, message): the address is on the access line already
-        self._bad_request = str(args[-1]) if args else msg
+        self._state.bad_request = str(args[-1]) if args else msg
 
     def log_request(self) -> None:
         """The access line of the request that just ended, when the access log is on (``access_log``)."""
-        problem, self._bad_request = self._bad_request, ""
+        state = self._state
+        problem, state.bad_request = state.bad_request, ""
         if not access_log.isEnabledFor(logging.INFO):
             return
         address = self.client_address
