@@ -13,10 +13,12 @@ ends): gevent-websocket's own lines would go to the root logger for every reques
 from __future__ import annotations
 
 import email.errors
+import inspect
 import logging
 import socket
 from collections.abc import Callable
 from io import BytesIO
+from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -51,6 +53,8 @@ KEPT_AFTER_UPGRADE = (
     PREAUTH_KEY,
 )
 RECV_SIZE = 65536
+CLOSED_READER = BytesIO()  # what an upgraded handler keeps in place of its HTTP reader
+CLOSED_READER.close()
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -135,10 +139,11 @@ class WebSocket:
         self._reader.max_message_size = max_message_size
 
 
-def take_over_socket(sock: socket.socket, rfile: Any) -> bytes:
+def take_over_socket(sock: socket.socket, rfile: Any, no_delay: bool = True) -> bytes:
     """Make an upgraded connection's socket the WebSocket's: return the bytes a client sent right behind its
     handshake (they sit in the HTTP reader's buffer; taken without blocking), close that reader (its 8 KiB
-    buffer is a third of what an idle connection costs) and turn Nagle off."""
+    buffer is a third of what an idle connection costs) and turn Nagle off (``no_delay``: our handler did
+    at accept)."""
     try:
         sock.setblocking(False)
         leftover = rfile.read1(RECV_SIZE) or b""
@@ -147,7 +152,8 @@ def take_over_socket(sock: socket.socket, rfile: Any) -> bytes:
     finally:
         sock.setblocking(True)
         rfile.close()
-    _no_delay(sock)  # again: the stock handler of gevent-websocket did not run our handle()
+    if no_delay:
+        _no_delay(sock)  # the stock handler of gevent-websocket did not run our handle()
     return leftover
 
 
@@ -292,18 +298,21 @@ class CobraWebSocketHandler(WebSocketHandler):
         if state.requests_read and not self._next_request_arrives(edge.keepalive):
             return None  # idle keep-alive connection: closed
         state.requests_read += 1
-        timer = state.head_timer = gevent.Timeout(edge.settings.http_head_timeout)
-        timer.start()
+        # The timer is held by the state only, not by a local of this frame: an upgraded connection runs
+        # inside this call, and _release_request lets the timer go (its objects cost ~250 B a connection).
+        state.head_timer = gevent.Timeout(edge.settings.http_head_timeout)
+        state.head_timer.start()
         try:
             return super().handle_one_request()
         except gevent.Timeout as exc:
-            if exc is not timer:
+            if exc is not state.head_timer:
                 raise
             state.bad_request = f"request head not complete within {edge.settings.http_head_timeout:g} s"
             return ("408", REQUEST_TIMEOUT_RESPONSE)
         finally:
-            timer.close()
-            state.head_timer = None
+            timer, state.head_timer = state.head_timer, None
+            if timer is not None:
+                timer.close()
 
     def _next_request_arrives(self, keepalive: float) -> bool:
         """Whether a next request starts within ``keepalive`` seconds (bytes already buffered count)."""
@@ -336,6 +345,7 @@ class CobraWebSocketHandler(WebSocketHandler):
             ticket = self._state.ticket
             if ticket is not None:
                 self.environ[PREAUTH_KEY] = ticket
+        self.application = direct_call(self.application)
         return WSGIHandler.run_application(self)
 
     def _accept(self, upgrade: Upgrade, max_message_size: int, compress_min_size: int) -> WebSocket:
@@ -347,7 +357,7 @@ class CobraWebSocketHandler(WebSocketHandler):
         self.close_connection = True
         self.provided_date = True
         self.write(b"")
-        leftover = take_over_socket(self.socket, self.rfile)
+        leftover = take_over_socket(self.socket, self.rfile, no_delay=False)
         self._release_request()
         return WebSocket(self.socket, upgrade, max_message_size, compress_min_size, leftover)
 
@@ -364,6 +374,11 @@ class CobraWebSocketHandler(WebSocketHandler):
         environ.update(kept)
         self.headers = None
         self.response_headers = []
+        self._state.head_timer = None  # closed by read_request when the head was in
+        # take_over_socket closed the HTTP reader; a closed stand-in lets its objects go (~400 B)
+        self.rfile = CLOSED_READER
+        if self.wsgi_input is not None:
+            self.wsgi_input.rfile = CLOSED_READER
 
     def log_error(self, msg: str, *args: Any) -> None:
         """gevent reports invalid client input here (a request line that is not HTTP, a broken chunked
@@ -391,6 +406,17 @@ class CobraWebSocketHandler(WebSocketHandler):
 
 
 AcceptWebSocket = Callable[[Upgrade, int, int], WebSocket]
+
+
+def direct_call(application: Any) -> Any:
+    """An application object's Python ``__call__`` as a bound method. CPython 3.11 runs a call of a bound
+    Python function in the caller's evaluation loop, but calling an *instance* goes through C into a new
+    one: its C frame then sits in the saved stack of every connection's greenlet (~750 bytes each,
+    measured), since the connection runs inside the application call."""
+    call = inspect.getattr_static(type(application), "__call__", None)
+    if isinstance(call, FunctionType):
+        return MethodType(call, application)
+    return application
 
 
 def _no_delay(sock: Any) -> None:
