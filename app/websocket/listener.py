@@ -19,6 +19,9 @@ from gevent.pywsgi import WSGIServer
 log = logging.getLogger(__name__)
 
 OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+# listen(2)'s backlog: the kernel caps it at net.core.somaxconn (README, Deployment). gevent's default of
+# 128 overflowed in a connect storm (256 handshakes at once): dropped SYNs are retried after 1 s, 3 s...
+LISTEN_BACKLOG = 65535
 FIRST_BACKOFF = 0.1
 LAST_BACKOFF = 1.0
 
@@ -53,4 +56,7 @@ class AcceptBackoff:
 
 
 class CobraWSGIServer(AcceptBackoff, WSGIServer):
-    """gevent's WSGI server with :class:`AcceptBackoff` (``python -m app run``)."""
+    """gevent's WSGI server with :class:`AcceptBackoff` and a backlog as long as the kernel allows
+    (``python -m app run``)."""
+
+    backlog = LISTEN_BACKLOG
