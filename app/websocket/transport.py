@@ -12,7 +12,6 @@ ends): gevent-websocket's own lines would go to the root logger for every reques
 
 from __future__ import annotations
 
-import email.errors
 import inspect
 import logging
 import socket
@@ -33,6 +32,7 @@ from .http_head import (
     OVER_CAPACITY_RESPONSE,
     REQUEST_TIMEOUT_RESPONSE,
     HeadTooLarge,
+    framing_problem,
     read_header_block,
 )
 
@@ -170,48 +170,6 @@ def access_line(
 
 def _ascii(text: str) -> str:
     return printable(text).encode("ascii", "backslashreplace").decode("ascii")
-
-
-# What Python's e-mail parser (gevent's header parser) says about a MIME *body* it was not given: a
-# multipart/form-data request's head alone has no boundary yet. Not a framing problem.
-_BODY_DEFECTS = (
-    email.errors.StartBoundaryNotFoundDefect,
-    email.errors.CloseBoundaryNotFoundDefect,
-    email.errors.MultipartInvariantViolationDefect,
-    email.errors.NoBoundaryInMultipartDefect,
-)
-
-
-def framing_problem(headers: Any) -> str | None:
-    """Why a request head (gevent's parsed headers) leaves its body length open to more than one reading,
-    or None. A front proxy that read it differently would take the rest of the body for a second request
-    (request smuggling), so each of these is a 400 and a close (RFC 9112 §5, §6)."""
-    if any(not isinstance(d, _BODY_DEFECTS) for d in headers.defects) or headers.get_payload():
-        # A line that is not ``name: value`` ("Content-Length : 5" included, RFC 9112 §5.1 "MUST reject"):
-        # the parser stopped there and dropped it and every header after it.
-        return "malformed header line"
-    for name, value in headers.items():
-        if "\n" in value:
-            return f"folded header line: {name}"  # obs-fold (RFC 9112 §5.2), "Transfer-Encoding:\r\n chunked"
-    lengths = {value.strip(" \t") for value in headers.get_all("content-length") or ()}
-    if any(not (value.isascii() and value.isdigit()) for value in lengths):
-        return "Content-Length is not a number"
-    if len(lengths) > 1:
-        return "conflicting Content-Length headers"  # the same value repeated is allowed (RFC 9112 §6.3)
-    encodings = headers.get_all("transfer-encoding")
-    if encodings is not None:
-        codings = [coding.strip(" \t").lower() for value in encodings for coding in value.split(",")]
-        if [coding for coding in codings if coding] != ["chunked"]:
-            # gevent decodes chunked only, and only when it is the whole header: anything else it would
-            # read as a Content-Length body, or as none.
-            return "unsupported Transfer-Encoding"
-        if lengths:
-            return "both Content-Length and Transfer-Encoding"  # RFC 9112 §6.1
-    upgrade = {token.strip(" \t").lower() for token in (headers.get("upgrade") or "").split(",")}
-    if "websocket" in upgrade and (encodings is not None or lengths - {"0"}):
-        # The socket becomes the WebSocket's after the 101: a body would be read as frames.
-        return "an upgrade request with a body"
-    return None
 
 
 class HandlerState:
