@@ -320,6 +320,8 @@ class Broker:
             timer.start(self._auth_timed_out, conn)
         self._preauth[session.id] = (environ.get(PREAUTH_KEY), timer)
         self._register(conn)
+        # This frame lasts as long as the connection: what only the handshake needed goes now (~300 B).
+        del upgrade, appkeys, timer
         try:
             conn.run()
         finally:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -166,11 +165,14 @@ class Connection:
         # the hot path (one attribute test per push instead of a property call).
         self.handshake = CloseHandshake()
         self.keepalive = Keepalive(settings.ping_interval, settings.ping_timeout, time.monotonic())
-        self._queue: deque[bytes] = deque()
+        # Lists, not deques: an empty list holds no buffer (clear() frees it), an empty deque a 512-byte
+        # block whatever it holds, and every idle connection has two empty queues (~1.4 KB saved each).
+        # Only whole queues are taken, so nothing is ever removed from the front.
+        self._queue: list[bytes] = []
         # Parallel to _queue: the subscription each push belongs to, None for any other frame. ``_epoch``
         # moves on whenever the queue is taken for writing: a subscription's ``queued`` count is only
         # worth something while its ``queued_epoch`` is the current one (no walk over them per write).
-        self._owners: deque[Subscription | None] = deque()
+        self._owners: list[Subscription | None] = []
         self._epoch = 0
         self._queued_bytes = 0
         self._wake = Event()
@@ -330,7 +332,7 @@ class Connection:
         queue = self._queue
         if self._writer is not None or not queue:
             return
-        data = queue.popleft() if len(queue) == 1 else b"".join(queue)
+        data = queue.pop() if len(queue) == 1 else b"".join(queue)
         queue.clear()
         self._owners.clear()
         self._epoch += 1
@@ -395,7 +397,7 @@ class Connection:
                 while queue:
                     # Everything queued since the last write goes out in one system call.
                     if len(queue) == 1:
-                        data = queue.popleft()
+                        data = queue.pop()
                     else:
                         data = b"".join(queue)
                         queue.clear()

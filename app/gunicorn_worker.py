@@ -35,7 +35,7 @@ from gunicorn.workers.base import Worker
 from gunicorn.workers.ggevent import PyWSGIServer
 
 from .websocket import CobraWebSocketHandler
-from .websocket.listener import AcceptBackoff
+from .websocket.listener import AcceptBackoff, ShallowHandle
 
 if TYPE_CHECKING:
     from .server import CobraApplication
@@ -112,8 +112,9 @@ class BrokerLifecycle:
             self.application.shutdown(self.shutdown_timeout())
 
 
-class CobraPyWSGIServer(AcceptBackoff, PyWSGIServer):
-    """gunicorn's gevent WSGI server, backing off when accept runs out of file descriptors."""
+class CobraPyWSGIServer(ShallowHandle, AcceptBackoff, PyWSGIServer):
+    """gunicorn's gevent WSGI server, backing off when accept runs out of file descriptors (and with
+    :class:`ShallowHandle`'s smaller greenlet stacks)."""
 
 
 class CobraWorker(GeventWebSocketWorker):

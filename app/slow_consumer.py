@@ -7,7 +7,6 @@ for :class:`app.connection.Connection` when its queue passes ``send_queue_max_by
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -25,8 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def shed(
-    queue: deque[bytes],
-    owners: deque[Subscription | None],
+    queue: list[bytes],
+    owners: list[Subscription | None],
     session: Session,
     services: Services,
     frame: Callable[[bytes], bytes],

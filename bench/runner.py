@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import sys
 import time
 from array import array
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from .limits import kernel_limits
+from .limits import kernel_limits, shortfalls
 from .plan import matching_count
 from .scenarios import Scenario, build_plans
 from .worker import worker_main
@@ -151,6 +152,7 @@ def run_scenario(
                 if channel == sub.channel:
                     progress[plan.worker_id * n_publishers + pub] = -1
     broker, redis = ProcessWatch(target.broker_pid), ProcessWatch(target.redis_pid)
+    short = _limit_shortfalls(scenario, plans, target.broker_pid) if scenario.idle else []
     rss_before = broker.rss()
     pipes, processes = [], []
     for plan in plans:
@@ -239,7 +241,28 @@ def run_scenario(
             "rss_kb_per_connection_just_connected": round((rss_connected - rss_before) / 1024 / held, 2),
         }
         result["kernel_limits"] = kernel_limits()
+        result["limit_shortfalls"] = short
     return result
+
+
+def _limit_shortfalls(scenario: Scenario, plans: list[Any], broker_pid: int | None) -> list[str]:
+    """The limits (README's Deployment section) this many connections exceed, each printed as a warning."""
+    nofile = None
+    if broker_pid:
+        try:
+            nofile = psutil.Process(broker_pid).rlimit(psutil.RLIMIT_NOFILE)[0]
+        except (psutil.Error, OSError):
+            pass
+    found = shortfalls(
+        kernel_limits(),
+        connections=sum(len(p.publishers) + len(p.subscribers) + p.idle for p in plans),
+        source_addresses=scenario.source_addresses or 1,
+        setup_concurrency=sum(p.setup_concurrency for p in plans),
+        broker_nofile=nofile,
+    )
+    for line in found:
+        print(f"  warning: {line}", file=sys.stderr, flush=True)
+    return found
 
 
 def failed_result(scenario: Scenario, target: Target, reason: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ class HandshakeError(Exception):
         self.headers = headers or []
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeflateParams:
     """What was agreed for permessage-deflate on one connection.
 
@@ -43,7 +43,7 @@ class DeflateParams:
     response: str = "permessage-deflate; server_no_context_takeover"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Upgrade:
     accept: str
     subprotocol: str | None = None

@@ -12,11 +12,12 @@ ends): gevent-websocket's own lines would go to the root logger for every reques
 
 from __future__ import annotations
 
-import email.errors
+import inspect
 import logging
 import socket
 from collections.abc import Callable
 from io import BytesIO
+from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -32,6 +33,7 @@ from .http_head import (
     OVER_CAPACITY_RESPONSE,
     REQUEST_TIMEOUT_RESPONSE,
     HeadTooLarge,
+    framing_problem,
     read_header_block,
 )
 
@@ -40,7 +42,20 @@ if TYPE_CHECKING:
 
 ACCEPT_KEY = "cobra.websocket.accept"
 PREAUTH_KEY = "cobra.preauth"  # the socket's PreauthTicket, released once its WebSocket authenticates
+# What a WSGI environ keeps once its request became a WebSocket (CobraWebSocketHandler._release_request).
+KEPT_AFTER_UPGRADE = (
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "SERVER_PROTOCOL",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    ACCEPT_KEY,
+    PREAUTH_KEY,
+)
 RECV_SIZE = 65536
+CLOSED_READER = BytesIO()  # what an upgraded handler keeps in place of its HTTP reader
+CLOSED_READER.close()
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -140,10 +155,11 @@ class WebSocket:
         self._reader.max_message_size = max_message_size
 
 
-def take_over_socket(sock: socket.socket, rfile: Any) -> bytes:
+def take_over_socket(sock: socket.socket, rfile: Any, no_delay: bool = True) -> bytes:
     """Make an upgraded connection's socket the WebSocket's: return the bytes a client sent right behind its
     handshake (they sit in the HTTP reader's buffer; taken without blocking), close that reader (its 8 KiB
-    buffer is a third of what an idle connection costs) and turn Nagle off."""
+    buffer is a third of what an idle connection costs) and turn Nagle off (``no_delay``: our handler did
+    at accept)."""
     try:
         sock.setblocking(False)
         leftover = rfile.read1(RECV_SIZE) or b""
@@ -152,7 +168,8 @@ def take_over_socket(sock: socket.socket, rfile: Any) -> bytes:
     finally:
         sock.setblocking(True)
         rfile.close()
-    _no_delay(sock)  # again: the stock handler of gevent-websocket did not run our handle()
+    if no_delay:
+        _no_delay(sock)  # the stock handler of gevent-websocket did not run our handle()
     return leftover
 
 
@@ -171,46 +188,19 @@ def _ascii(text: str) -> str:
     return printable(text).encode("ascii", "backslashreplace").decode("ascii")
 
 
-# What Python's e-mail parser (gevent's header parser) says about a MIME *body* it was not given: a
-# multipart/form-data request's head alone has no boundary yet. Not a framing problem.
-_BODY_DEFECTS = (
-    email.errors.StartBoundaryNotFoundDefect,
-    email.errors.CloseBoundaryNotFoundDefect,
-    email.errors.MultipartInvariantViolationDefect,
-    email.errors.NoBoundaryInMultipartDefect,
-)
+class HandlerState:
+    """What our handler adds to gevent's, in one attribute. pywsgi's handler sets 28 attributes of its own
+    per request; past 30, CPython gives up the compact shared-key layout of an instance's dict, and the
+    dict of every upgraded connection's handler (alive as long as the connection) took 1.3 KB more."""
 
+    __slots__ = ("bad_request", "edge", "head_timer", "requests_read", "ticket")
 
-def framing_problem(headers: Any) -> str | None:
-    """Why a request head (gevent's parsed headers) leaves its body length open to more than one reading,
-    or None. A front proxy that read it differently would take the rest of the body for a second request
-    (request smuggling), so each of these is a 400 and a close (RFC 9112 §5, §6)."""
-    if any(not isinstance(d, _BODY_DEFECTS) for d in headers.defects) or headers.get_payload():
-        # A line that is not ``name: value`` ("Content-Length : 5" included, RFC 9112 §5.1 "MUST reject"):
-        # the parser stopped there and dropped it and every header after it.
-        return "malformed header line"
-    for name, value in headers.items():
-        if "\n" in value:
-            return f"folded header line: {name}"  # obs-fold (RFC 9112 §5.2), "Transfer-Encoding:\r\n chunked"
-    lengths = {value.strip(" \t") for value in headers.get_all("content-length") or ()}
-    if any(not (value.isascii() and value.isdigit()) for value in lengths):
-        return "Content-Length is not a number"
-    if len(lengths) > 1:
-        return "conflicting Content-Length headers"  # the same value repeated is allowed (RFC 9112 §6.3)
-    encodings = headers.get_all("transfer-encoding")
-    if encodings is not None:
-        codings = [coding.strip(" \t").lower() for value in encodings for coding in value.split(",")]
-        if [coding for coding in codings if coding] != ["chunked"]:
-            # gevent decodes chunked only, and only when it is the whole header: anything else it would
-            # read as a Content-Length body, or as none.
-            return "unsupported Transfer-Encoding"
-        if lengths:
-            return "both Content-Length and Transfer-Encoding"  # RFC 9112 §6.1
-    upgrade = {token.strip(" \t").lower() for token in (headers.get("upgrade") or "").split(",")}
-    if "websocket" in upgrade and (encodings is not None or lengths - {"0"}):
-        # The socket becomes the WebSocket's after the 101: a body would be read as frames.
-        return "an upgrade request with a body"
-    return None
+    def __init__(self) -> None:
+        self.bad_request = ""  # what gevent found wrong with the current request, for its access line
+        self.edge: EdgeGuard | None = None
+        self.ticket: PreauthTicket | None = None
+        self.head_timer: gevent.Timeout | None = None
+        self.requests_read = 0
 
 
 class CobraWebSocketHandler(WebSocketHandler):
@@ -219,16 +209,14 @@ class CobraWebSocketHandler(WebSocketHandler):
     checked at accept, one deadline for each request head, the keep-alive wait between requests, a header
     block read within its budget."""
 
-    _bad_request = ""  # what gevent found wrong with the current request, for its access line
-    _edge: EdgeGuard | None = None
-    _ticket: PreauthTicket | None = None
-    _head_timer: gevent.Timeout | None = None
-    _requests_read = 0
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._state = HandlerState()
 
     def MessageClass(self, *args: Any) -> Any:  # gevent's name for it
         """gevent's header parsing, then :func:`framing_problem`: a ValueError raised here becomes gevent's
         400 and close, without a traceback (``WSGIHandler._handle_client_error``)."""
-        edge = self._edge
+        edge = self._state.edge
         if edge is not None and args:
             settings = edge.settings
             block = read_header_block(args[0], settings.http_max_header_bytes, settings.http_max_headers)
@@ -244,19 +232,20 @@ class CobraWebSocketHandler(WebSocketHandler):
         # keep-alive response in two sends (head, then body), and Nagle held the second one until the
         # client's delayed ACK: 40 ms per request on a kept-alive connection (HTTP publishing, the panel).
         _no_delay(self.socket)
-        edge = self._edge = getattr(getattr(self.server, "application", None), "edge", None)
+        state = self._state
+        edge = state.edge = getattr(getattr(self.server, "application", None), "edge", None)
         if edge is not None:
             address = self.client_address
             ticket = edge.admit(address[0] if isinstance(address, tuple) else str(address or ""))
             if ticket is None:
                 self._refuse_over_capacity()
                 return
-            self._ticket = ticket
+            state.ticket = ticket
         try:
             super().handle()
         finally:
-            if self._ticket is not None:
-                self._ticket.release()
+            if state.ticket is not None:
+                state.ticket.release()
 
     def _refuse_over_capacity(self) -> None:
         """Over a cap of unauthenticated sockets: a 503 if the socket takes it at once, then close, before
@@ -276,24 +265,28 @@ class CobraWebSocketHandler(WebSocketHandler):
         """One request, its head within ``http_head_timeout`` (counted from accept for the first request,
         from its first byte for the next ones, which come within the keep-alive time or not at all). The
         application runs outside that deadline (:meth:`read_request` ends it)."""
-        edge = self._edge
+        state = self._state
+        edge = state.edge
         if edge is None:
             return super().handle_one_request()
-        if self._requests_read and not self._next_request_arrives(edge.keepalive):
+        if state.requests_read and not self._next_request_arrives(edge.keepalive):
             return None  # idle keep-alive connection: closed
-        self._requests_read += 1
-        timer = self._head_timer = gevent.Timeout(edge.settings.http_head_timeout)
-        timer.start()
+        state.requests_read += 1
+        # The timer is held by the state only, not by a local of this frame: an upgraded connection runs
+        # inside this call, and _release_request lets the timer go (its objects cost ~250 B a connection).
+        state.head_timer = gevent.Timeout(edge.settings.http_head_timeout)
+        state.head_timer.start()
         try:
             return super().handle_one_request()
         except gevent.Timeout as exc:
-            if exc is not timer:
+            if exc is not state.head_timer:
                 raise
-            self._bad_request = f"request head not complete within {edge.settings.http_head_timeout:g} s"
+            state.bad_request = f"request head not complete within {edge.settings.http_head_timeout:g} s"
             return ("408", REQUEST_TIMEOUT_RESPONSE)
         finally:
-            timer.close()
-            self._head_timer = None
+            timer, state.head_timer = state.head_timer, None
+            if timer is not None:
+                timer.close()
 
     def _next_request_arrives(self, keepalive: float) -> bool:
         """Whether a next request starts within ``keepalive`` seconds (bytes already buffered count)."""
@@ -310,8 +303,9 @@ class CobraWebSocketHandler(WebSocketHandler):
         try:
             return super().read_request(raw_requestline)
         finally:
-            if self._head_timer is not None:  # the head is in: the application is not under its deadline
-                self._head_timer.close()
+            timer = self._state.head_timer
+            if timer is not None:  # the head is in: the application is not under its deadline
+                timer.close()
 
     def _handle_client_error(self, ex: Exception) -> Any:
         if isinstance(ex, HeadTooLarge):
@@ -322,8 +316,10 @@ class CobraWebSocketHandler(WebSocketHandler):
     def run_application(self) -> Any:
         if is_websocket_request(self.environ):
             self.environ[ACCEPT_KEY] = self._accept
-            if self._ticket is not None:
-                self.environ[PREAUTH_KEY] = self._ticket
+            ticket = self._state.ticket
+            if ticket is not None:
+                self.environ[PREAUTH_KEY] = ticket
+        self.application = direct_call(self.application)
         return WSGIHandler.run_application(self)
 
     def _accept(self, upgrade: Upgrade, max_message_size: int, compress_min_size: int) -> WebSocket:
@@ -335,18 +331,39 @@ class CobraWebSocketHandler(WebSocketHandler):
         self.close_connection = True
         self.provided_date = True
         self.write(b"")
-        leftover = take_over_socket(self.socket, self.rfile)
+        leftover = take_over_socket(self.socket, self.rfile, no_delay=False)
+        self._release_request()
         return WebSocket(self.socket, upgrade, max_message_size, compress_min_size, leftover)
+
+    def _release_request(self) -> None:
+        """Drop what only the HTTP request needed, once the 101 is sent. The connection then lives for hours
+        in this handler's greenlet, whose frames keep the handler and the environ alive: the parsed header
+        block, the environ's copies of every header and the 101's encoded headers were ~5 KB of each idle
+        connection's ~20 KB. The environ keeps the request line's parts, the peer's address and our own
+        keys (the application may still read those); pywsgi reads none of the rest after the response
+        started (its error path passes the environ on, its access line is ours)."""
+        environ = self.environ
+        kept = {key: environ[key] for key in KEPT_AFTER_UPGRADE if key in environ}
+        environ.clear()  # frees the table: a dict keeps its size when keys are only deleted
+        environ.update(kept)
+        self.headers = None
+        self.response_headers = []
+        self._state.head_timer = None  # closed by read_request when the head was in
+        # take_over_socket closed the HTTP reader; a closed stand-in lets its objects go (~400 B)
+        self.rfile = CLOSED_READER
+        if self.wsgi_input is not None:
+            self.wsgi_input.rfile = CLOSED_READER
 
     def log_error(self, msg: str, *args: Any) -> None:
         """gevent reports invalid client input here (a request line that is not HTTP, a broken chunked
         body); it goes into that request's access line instead of a raw line of its own on stderr."""
         # gevent's two calls pass (client_address, message): the address is on the access line already
-        self._bad_request = str(args[-1]) if args else msg
+        self._state.bad_request = str(args[-1]) if args else msg
 
     def log_request(self) -> None:
         """The access line of the request that just ended, when the access log is on (``access_log``)."""
-        problem, self._bad_request = self._bad_request, ""
+        state = self._state
+        problem, state.bad_request = state.bad_request, ""
         if not access_log.isEnabledFor(logging.INFO):
             return
         address = self.client_address
@@ -363,6 +380,17 @@ class CobraWebSocketHandler(WebSocketHandler):
 
 
 AcceptWebSocket = Callable[[Upgrade, int, int], WebSocket]
+
+
+def direct_call(application: Any) -> Any:
+    """An application object's Python ``__call__`` as a bound method. CPython 3.11 runs a call of a bound
+    Python function in the caller's evaluation loop, but calling an *instance* goes through C into a new
+    one: its C frame then sits in the saved stack of every connection's greenlet (~750 bytes each,
+    measured), since the connection runs inside the application call."""
+    call = inspect.getattr_static(type(application), "__call__", None)
+    if isinstance(call, FunctionType):
+        return MethodType(call, application)
+    return application
 
 
 def _no_delay(sock: Any) -> None:

@@ -8,6 +8,7 @@ import re
 
 import orjson
 
+from bench.limits import shortfalls
 from bench.plan import WorkerPlan, message_template, nchan_body
 from bench.pool import source_address
 from bench.race import per_cpu_table
@@ -107,3 +108,27 @@ def test_per_cpu_table_puts_every_server_against_the_first():
     table = per_cpu_table([row("ours", 1000, 4000), row("nchan-memory", 2000, 20000)])
     nchan_line = next(line for line in table.splitlines() if "nchan-memory" in line)
     assert "2.00x" in nchan_line and "5.00x" in nchan_line
+
+
+def test_limit_shortfalls_name_each_limit_a_run_exceeds():
+    here = {
+        "fs.file-max": "2466116",
+        "fs.nr_open": "1048576",
+        "net.core.somaxconn": "4096",
+        "net.ipv4.ip_local_port_range": "32768 60999",
+        "RLIMIT_NOFILE": "20000 (hard 20000)",
+    }
+    fits = shortfalls(
+        here, connections=18000, source_addresses=64, setup_concurrency=256, broker_nofile=20000
+    )
+    assert fits == []
+    found = shortfalls(
+        {**here, "net.core.somaxconn": "128"},
+        connections=100_000, source_addresses=1, setup_concurrency=256, broker_nofile=20_000,
+    )  # fmt: skip
+    assert len(found) == 3
+    assert "RLIMIT_NOFILE 20,000 < 100,100" in found[0]
+    assert "100,000 connections per source address > 28,232 ephemeral ports" in found[1]
+    assert "somaxconn 128" in found[2]
+    unknown = shortfalls({}, connections=100_000, source_addresses=9, setup_concurrency=9, broker_nofile=None)
+    assert unknown == []  # nothing read, nothing claimed
