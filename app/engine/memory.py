@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..models import Shard
     from ..subscription import Subscription
     from .history import HistoryPolicy
+    from .routes import Members
 
 SHARD_NAME = "memory"
 
@@ -52,7 +53,7 @@ class MemoryEngine:
         self.router = Router(stats)
 
     @property
-    def subscribers(self) -> dict[str, dict[Any, tuple[Subscription, ...]]]:
+    def subscribers(self) -> dict[str, dict[Any, Members]]:
         """Channel key → its subscriptions grouped by filter (what tests look at)."""
         return {key.decode(): route.groups for key, route in self.router.routes.items()}
 

@@ -76,7 +76,8 @@ class Router:
         position = raw_position.decode()
         route.last_position = position
         parsed: Any = _UNPARSED
-        for stream_filter, subs in route.groups.items():
+        for stream_filter, members in list(route.groups.items()):
+            subs = members.snapshot
             if stream_filter is None:
                 tail = protocol.push_tail(position, message)
                 for sub in subs:

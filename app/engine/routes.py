@@ -8,7 +8,7 @@ are read back from its history (a *fill*) while its live messages wait in a :cla
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..channels import split_published
@@ -42,6 +42,43 @@ class Hold:
         return position is not None and self.skip_upto is not None and position <= self.skip_upto
 
 
+class Members:
+    """The subscriptions of one filter group (or one view) of a route: an insertion-ordered set, so that a
+    subscribe or an unsubscribe costs O(1) whatever the group's size, and a tuple snapshot for fan-out,
+    rebuilt at most once per burst of changes (by the first message after them). A new tuple per change
+    made subscribing quadratic: 50,000 subscriptions of one channel cost 8.3 s of CPU, and one unsubscribe
+    among 50,000 took 1.2 ms. Fan-out iterates the snapshot, so a subscription removed while a message is
+    being delivered (a shed slow consumer) does not disturb the loop."""
+
+    __slots__ = ("_members", "_snapshot")
+
+    def __init__(self) -> None:
+        self._members: dict[Subscription, None] = {}
+        self._snapshot: tuple[Subscription, ...] | None = ()
+
+    def add(self, sub: Subscription) -> None:
+        self._members[sub] = None
+        self._snapshot = None
+
+    def discard(self, sub: Subscription) -> None:
+        if sub in self._members:
+            del self._members[sub]
+            self._snapshot = None
+
+    @property
+    def snapshot(self) -> tuple[Subscription, ...]:
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self._snapshot = tuple(self._members)
+        return snapshot
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __iter__(self) -> Iterator[Subscription]:
+        return iter(self.snapshot)
+
+
 class Route:
     """The local subscriptions of one Redis channel, grouped by filter."""
 
@@ -61,11 +98,11 @@ class Route:
     def __init__(self, key: bytes, link: ShardLink) -> None:
         self.key = key
         self.link = link
-        # filter (None = unfiltered) → subscriptions; tuples, so fan-out iterates without copying
-        self.groups: dict[Any, tuple[Subscription, ...]] = {}
+        # filter (None = unfiltered) → its subscriptions
+        self.groups: dict[Any, Members] = {}
         # Aggregated views (app.views): their shared window → (the view's filter, its subscriptions). The
         # router feeds each window once per message; the subscriptions receive the window's rows.
-        self.views: dict[Any, tuple[StreamFilter, tuple[Subscription, ...]]] = {}
+        self.views: dict[Any, tuple[StreamFilter, Members]] = {}
         self.last_position: str | None = None  # of the newest message this process routed
         self.down = False  # subscribers were told the shard is unavailable
         self.created_ms = int(time.time() * 1000)
@@ -79,25 +116,30 @@ class Route:
         window = sub.shared_window
         if window is not None:
             assert sub.filter is not None
-            self.views[window] = (sub.filter, (*self.views.get(window, (sub.filter, ()))[1], sub))
+            entry = self.views.get(window)
+            if entry is None:
+                entry = self.views[window] = (sub.filter, Members())
+            entry[1].add(sub)
             return
-        self.groups[sub.filter] = (*self.groups.get(sub.filter, ()), sub)
+        members = self.groups.get(sub.filter)
+        if members is None:
+            members = self.groups[sub.filter] = Members()
+        members.add(sub)
 
     def remove(self, sub: Subscription) -> None:
         window = sub.shared_window
         if window is not None:
-            stream_filter, subs = self.views.get(window, (sub.filter, ()))
-            left = tuple(s for s in subs if s is not sub)
-            if left:
-                self.views[window] = (stream_filter, left)
-            else:
-                self.views.pop(window, None)
+            entry = self.views.get(window)
+            if entry is not None:
+                entry[1].discard(sub)
+                if not entry[1]:
+                    del self.views[window]
             return
-        remaining = tuple(s for s in self.groups.get(sub.filter, ()) if s is not sub)
-        if remaining:
-            self.groups[sub.filter] = remaining
-        else:
-            self.groups.pop(sub.filter, None)
+        members = self.groups.get(sub.filter)
+        if members is not None:
+            members.discard(sub)
+            if not members:
+                del self.groups[sub.filter]
 
     @property
     def empty(self) -> bool:
