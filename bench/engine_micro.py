@@ -2,9 +2,10 @@
 
 - ``publish_command``: the RESP of one publish (budgeted and plain policies, 256-byte message);
 - ``policy``: ``HistoryPolicy.budgeted`` and ``unbudgeted()``, read per publish;
-- ``send``: ``RespConnection.send`` of a 420-byte command into a Unix socket pair drained every 100 sends.
+- ``send``: ``RespConnection.send`` of a 420-byte command into a Unix socket pair drained every 100 sends;
+- ``route``: 50,000 subscriptions added to one channel's route, then 1,000 of them removed.
 
-    python -m bench.engine_micro                 # all three, best of 7
+    python -m bench.engine_micro                 # all four, best of 7 (the route: once)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from gevent import socket
 
 from app.engine.history import HistoryPolicy, publish_command
+from app.engine.routes import Route
 from app.resp import RedisAddress, RespConnection
 
 
@@ -55,6 +57,31 @@ def main() -> None:
     print(f"RespConnection.send: {best_ns(hundred_sends, 500, 100):,.0f} ns (the reader's drain included)")
     writer.close()
     reader.close()
+    route_churn()
+
+
+class _Subscriber:  # what a route reads of a subscription
+    __slots__ = ("filter", "shared_window")
+
+    def __init__(self) -> None:
+        self.filter = None
+        self.shared_window = None
+
+
+def route_churn(count: int = 50_000, removed: int = 1_000) -> None:
+    route = Route(b"bench::fanout", None)  # type: ignore[arg-type]  # no shard link needed to add
+    subscribers = [_Subscriber() for _ in range(count)]
+    started = time.process_time()
+    for sub in subscribers:
+        route.add(sub)  # type: ignore[arg-type]
+    added = time.process_time()
+    for sub in subscribers[:removed]:
+        route.remove(sub)  # type: ignore[arg-type]
+    done = time.process_time()
+    print(
+        f"Route.add x {count:,}: {added - started:.3f} s; Route.remove among them: "
+        f"{1e6 * (done - added) / removed:,.1f} us each"
+    )
 
 
 if __name__ == "__main__":
