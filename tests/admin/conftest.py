@@ -167,5 +167,18 @@ def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
     server.stop()
 
 
+@pytest.fixture
+def own(
+    private_redis: RedisProcess, make_client: Callable[..., PanelClient]
+) -> tuple[PanelClient, ConfigStore]:
+    """(a panel client logged in on a private config Redis, that Redis's store): for shard pages."""
+    store = ConfigStore.from_url(private_redis.url)
+    name = unique("user")
+    set_password(store, name, PASSWORD)
+    client = make_client(new_panel(private_redis.url))
+    assert client.login(name).status_code == 302
+    return client, store
+
+
 def audit_entries(store: ConfigStore, user: str) -> list[dict[str, str]]:
     return [entry for _, entry in store.audit_entries(500) if entry.get("user") == user]

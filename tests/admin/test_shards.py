@@ -11,26 +11,11 @@ import pytest
 
 import app.shards as app_shards
 from admin.shards import mask_url
-from admin.users import set_password
-from app.config_store import ConfigStore
 from app.embedded_redis import free_port
 from app.models import Shard
 from app.shards import ShardRing, predicted_move_fraction
 from app.shards import predicted_shard_move_fraction as moved_fraction
 from tests.support.processes import RedisProcess
-
-from .conftest import PASSWORD, new_panel, unique
-
-
-@pytest.fixture
-def own(private_redis, make_client):
-    """(panel client logged in on a private config Redis, its store)."""
-    store = ConfigStore.from_url(private_redis.url)
-    name = unique("user")
-    set_password(store, name, PASSWORD)
-    client = make_client(new_panel(private_redis.url))
-    assert client.login(name).status_code == 302
-    return client, store
 
 
 @pytest.fixture

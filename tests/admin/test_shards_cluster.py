@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from admin.users import set_password
-from app.config_store import ConfigStore
 from app.models import Shard
 from tests.support.redis_cluster import RedisCluster
-
-from .conftest import PASSWORD, new_panel, unique
 
 
 @pytest.fixture(scope="module")
@@ -18,16 +14,6 @@ def redis_cluster(tmp_path_factory):
     cluster = RedisCluster(tmp_path_factory.mktemp("panel-cluster"), masters=3, replicas=1).start()
     yield cluster
     cluster.stop()
-
-
-@pytest.fixture
-def own(private_redis, make_client):
-    store = ConfigStore.from_url(private_redis.url)
-    name = unique("user")
-    set_password(store, name, PASSWORD)
-    client = make_client(new_panel(private_redis.url))
-    assert client.login(name).status_code == 302
-    return client, store
 
 
 def form(*shards: tuple[str, str], action: str) -> dict[str, str]:

@@ -11,25 +11,11 @@ import re
 import time
 
 import orjson
-import pytest
 
-from admin.users import set_password
 from app.cluster import NODE_TTL, store_node_stats
 from app.config_store import ConfigStore
 from app.models import Shard
 from app.shard_reports import format_failover
-
-from .conftest import PASSWORD, new_panel, unique
-
-
-@pytest.fixture
-def own(private_redis, make_client):
-    store = ConfigStore.from_url(private_redis.url)
-    name = unique("user")
-    set_password(store, name, PASSWORD)
-    client = make_client(new_panel(private_redis.url))
-    assert client.login(name).status_code == 302
-    return client, store
 
 
 def report(store: ConfigStore, node: str, ts: float, **shards: dict) -> None:
