@@ -28,20 +28,25 @@ OPERATOR, PASSWORD = "operator", "a long enough password"
 WHEN = re.compile(r'<span class="last-failover">([^<]+)</span>')
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory):
-    base = tmp_path_factory.mktemp("topology-panel")
-    sentinel = SentinelDeployment(base / "ha").start()
+def with_broker(base, ha, shard_name):
+    """(brokers' cluster with a plain shard ``s0`` and the HA deployment ``ha`` as ``shard_name``, ``ha``,
+    one running broker), the HA deployment stopped afterwards."""
     cluster = ShardedCluster(base, shard_count=1)
     try:
         cluster.start()
-        cluster.store.set_shards([*cluster.shard_list(), Shard("ha", sentinel.url)])
+        cluster.store.set_shards([*cluster.shard_list(), Shard(shard_name, ha.url)])
         set_password(cluster.store, OPERATOR, PASSWORD)
         broker = cluster.broker({"COBRA_SHARD_PROBE_INTERVAL": "0.5"})
-        yield cluster, sentinel, broker
+        yield cluster, ha, broker
     finally:
         cluster.stop()
-        sentinel.stop()
+        ha.stop()
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    base = tmp_path_factory.mktemp("topology-panel")
+    yield from with_broker(base, SentinelDeployment(base / "ha").start(), "ha")
 
 
 def shard_row(browser: PanelBrowser, name: str) -> str:
@@ -117,17 +122,7 @@ def test_the_shard_page_shows_kind_topology_and_the_time_of_the_last_failover(de
 @pytest.fixture(scope="module")
 def cluster_deployment(tmp_path_factory):
     base = tmp_path_factory.mktemp("topology-panel-cluster")
-    redis_cluster = RedisCluster(base / "cluster", masters=3, replicas=1).start()
-    cluster = ShardedCluster(base, shard_count=1)
-    try:
-        cluster.start()
-        cluster.store.set_shards([*cluster.shard_list(), Shard("cl", redis_cluster.url)])
-        set_password(cluster.store, OPERATOR, PASSWORD)
-        broker = cluster.broker({"COBRA_SHARD_PROBE_INTERVAL": "0.5"})
-        yield cluster, redis_cluster, broker
-    finally:
-        cluster.stop()
-        redis_cluster.stop()
+    yield from with_broker(base, RedisCluster(base / "cluster", masters=3, replicas=1).start(), "cl")
 
 
 def test_the_shard_page_shows_a_cluster_failover_and_the_promoted_master(cluster_deployment):
