@@ -113,9 +113,7 @@ class _PublishOutcome:
             self.stats.errors += 1
             reply = protocol.error(request.action, request.id, self.error.message, self.error.code)
         else:
-            reply = protocol.ok(
-                request.action, request.id, {"channels": self.channels, "position": self.first_position}
-            )
+            reply = protocol.publish_ok(request.id, self.channels, self.first_position)
         self.client.send_payload(reply)
 
 
