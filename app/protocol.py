@@ -183,6 +183,28 @@ def ok(action: str, pdu_id: Any, body: dict[str, Any] | None = None) -> bytes:
     return orjson.dumps({"action": action + "/ok", "id": pdu_id, "body": body or {}})
 
 
+def publish_ok(pdu_id: Any, channels: list[str], position: str | None) -> bytes:
+    """``rtm/publish/ok`` (PROTOCOL §5), byte for byte what :func:`ok` makes of it, without building two
+    dicts per acknowledged publish: the fixed parts are constants, the three values encoded by orjson."""
+    dumps = orjson.dumps
+    return b"".join(
+        (
+            _PUBLISH_OK_HEAD,
+            dumps(pdu_id),
+            _PUBLISH_OK_CHANNELS,
+            dumps(channels),
+            _PUBLISH_OK_POSITION,
+            dumps(position),
+            b"}}",
+        )
+    )
+
+
+_PUBLISH_OK_HEAD = b'{"action":"rtm/publish/ok","id":'
+_PUBLISH_OK_CHANNELS = b',"body":{"channels":'
+_PUBLISH_OK_POSITION = b',"position":'
+
+
 def error(action: str, pdu_id: Any, message: str, code: str, **extra: Any) -> bytes:
     body: dict[str, Any] = {"error": message, "code": code}
     body.update(extra)

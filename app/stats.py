@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .channels import channel_key
+
 if TYPE_CHECKING:
     from .session import Session
     from .subscription import Subscription
@@ -68,6 +70,9 @@ class Stats:
         self.channel_published_bytes: Counter[bytes] = Counter()
         self.channel_delivered_count: Counter[bytes] = Counter()
         self.channel_delivered_bytes: Counter[bytes] = Counter()
+        # app key → channel → its b"<app>::<channel>" counter key; emptied with the interval's counters, so
+        # it never names more channels than they do
+        self._channel_keys: dict[str, dict[str, bytes]] = {}
         # process-wide totals
         self.publishes = 0
         self.published_total_bytes = 0
@@ -97,11 +102,17 @@ class Stats:
         self.published_total_bytes += size * n
         self.published_count[role] += n
         self.published_bytes[role] += size * n
-        prefix = app_key + "::"
+        # b"<app>::<channel>" is built and encoded once per channel per interval, not once per publish
+        keys = self._channel_keys.get(app_key)
+        if keys is None:
+            keys = self._channel_keys[app_key] = {}
+        counts, sizes = self.channel_published_count, self.channel_published_bytes
         for channel in channels:
-            key = (prefix + channel).encode()
-            self.channel_published_count[key] += 1
-            self.channel_published_bytes[key] += size
+            key = keys.get(channel)
+            if key is None:
+                key = keys[channel] = channel_key(app_key, channel).encode()
+            counts[key] += 1
+            sizes[key] += size
 
     def on_delivery(self, channel: bytes, count: int, size: int) -> None:
         self.deliveries += count
@@ -162,6 +173,7 @@ class Stats:
         self.channel_published_bytes = Counter()
         self.channel_delivered_count = Counter()
         self.channel_delivered_bytes = Counter()
+        self._channel_keys = {}
         return interval
 
     def batch_histogram(self) -> list[tuple[str, int]]:

@@ -6,12 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 from .. import auth
 from ..positions import parse_position
-from ..protocol import ActionError, ErrorCode
+from ..protocol import ACTIONS, ActionError, ErrorCode
 
 if TYPE_CHECKING:
+    from ..models import Role
     from ..services import Services
     from ..session import Session
     from ..subscription import Subscription
+
+
+# action → the permission it needs, worked out once rather than per request (auth.required_permission)
+_PERMISSIONS: dict[str, str] = {action: auth.required_permission(action) for action in ACTIONS}
 
 
 def authorize(session: Session, action: str) -> None:
@@ -20,7 +25,10 @@ def authorize(session: Session, action: str) -> None:
     role = session.role
     if role is None:
         raise ActionError(f'action "{action}" needs authentication', ErrorCode.NOT_AUTHENTICATED)
-    if auth.required_permission(action) not in role.permissions:
+    permission = _PERMISSIONS.get(action)
+    if permission is None:
+        permission = auth.required_permission(action)
+    if permission not in role.permissions:
         raise ActionError(f'action "{action}": permission denied', ErrorCode.PERMISSION_DENIED)
 
 
@@ -31,6 +39,18 @@ def check_channel(session: Session, action: str, channel: str) -> None:
         raise ActionError(
             f'action "{action}": permission denied on channel {channel}', ErrorCode.PERMISSION_DENIED
         )
+
+
+def check_channels(role: Role | None, action: str, channels: list[str]) -> None:
+    """:func:`check_channel` for each of ``channels``, the role looked up once by the caller."""
+    if role is None:
+        return
+    allowed = auth.channel_allowed
+    for channel in channels:
+        if not allowed(role, channel):
+            raise ActionError(
+                f'action "{action}": permission denied on channel {channel}', ErrorCode.PERMISSION_DENIED
+            )
 
 
 def string_field(body: dict[str, Any], name: str) -> str | None:

@@ -14,7 +14,14 @@ from ..protocol import ActionError, ErrorCode, Request
 from ..stream_sql import FilterError, compile_filter
 from ..subscription import CborSubscription, Subscription
 from ..windows import MAX_PERIOD, WINDOW_BUDGET_MAX, WindowBudget
-from .common import check_channel, end_subscription, position_field, string_field, subscriptions_changed
+from .common import (
+    check_channel,
+    check_channels,
+    end_subscription,
+    position_field,
+    string_field,
+    subscriptions_changed,
+)
 
 if TYPE_CHECKING:
     from ..services import Client, Services
@@ -28,22 +35,21 @@ MAX_BATCH_SIZE = 10_000
 def publish(session: Session, request: Request, services: Services, client: Client) -> bytes | None:
     """Acknowledged once the engine holds the message on every channel (the reply is sent then)."""
     body = request.body
-    if body.get("message") is None:
+    value = body.get("message")
+    if value is None:
         raise ActionError("publish: empty message", ErrorCode.EMPTY_MESSAGE)
     channels = _publish_channels(body)
-    services.limits.check_publish_channels(session.app, channels)  # before anything costs per channel
-    action = request.action
-    for channel in channels:
-        check_channel(session, action, channel)
+    # The app and role as configured now, looked up once for every check below (nothing here yields, so
+    # the configuration cannot change in between).
     app = session.app
     limits = services.limits
+    limits.check_publish_channels(app, channels)  # before anything costs per channel
+    check_channels(session.role, request.action, channels)
     limits.check_publish(session.publish_bucket, app)
-    message = orjson.dumps(body["message"])
+    message = orjson.dumps(value)
     limits.check_message_size(app, len(message))
     outcome = _PublishOutcome(client, services.stats, request, channels)
-    store_publish(
-        services, session.app_key, session.role_name, channels, body["message"], message, outcome.on_result
-    )
+    store_publish(services, session.app_key, session.role_name, channels, value, message, outcome.on_result)
     return None
 
 
@@ -113,9 +119,7 @@ class _PublishOutcome:
             self.stats.errors += 1
             reply = protocol.error(request.action, request.id, self.error.message, self.error.code)
         else:
-            reply = protocol.ok(
-                request.action, request.id, {"channels": self.channels, "position": self.first_position}
-            )
+            reply = protocol.publish_ok(request.id, self.channels, self.first_position)
         self.client.send_payload(reply)
 
 

@@ -206,14 +206,26 @@ class MessageReader:
                     break
                 length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
                 header = 10
+            # The common frame, a whole masked text or binary message with no RSV bit (uncompressed) outside
+            # a fragmented one, passes every check of _check_header but the size, and _on_frame would hand
+            # it straight to _complete: it takes the short way, with the same checks in the same order.
+            whole = (first == 0x81 or first == 0x82) and second & 0x80 and not self._message_opcode
             # Check before buffering the payload, so a huge declared length costs nothing (§10.4).
-            self._check_header(first, second, opcode, length, limit)
+            if not whole:
+                self._check_header(first, second, opcode, length, limit)
+            elif length > limit:
+                raise ProtocolError(CLOSE_MESSAGE_TOO_BIG, f"message over {limit} bytes")
             frame_end = pos + header + 4 + length
             if frame_end > end:
                 break
             mask = buffer[pos + header : pos + header + 4]
             payload = apply_mask(buffer[pos + header + 4 : frame_end], mask) if length else b""
             pos = frame_end
+            if whole:
+                if opcode == OP_TEXT and self._check_utf8 and not payload.isascii():
+                    self._check_text(payload)
+                events.append(Event(opcode, payload))
+                continue
             event = self._on_frame(first, opcode, payload)
             if event is not None:
                 events.append(event)
@@ -268,11 +280,15 @@ class MessageReader:
         # ASCII is valid UTF-8: isascii() answers without building the str that decode() would (most
         # messages are pure ASCII JSON).
         if opcode == OP_TEXT and self._check_utf8 and not payload.isascii():
-            try:
-                payload.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8") from None
+            self._check_text(payload)
         return Event(opcode, payload)
+
+    @staticmethod
+    def _check_text(payload: bytes) -> None:
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8") from None
 
     def _inflate(self, payload: bytes) -> bytes:
         assert self._deflate is not None

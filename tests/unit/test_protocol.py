@@ -86,3 +86,11 @@ def test_subscription_error_shape():
         "position": "1-0",
         "messages": [],
     }
+
+
+@pytest.mark.parametrize("pdu_id", [7, 'a"b\u2028é', None, 1.5, {"k": [1, 2]}, True, -(2**63)])
+@pytest.mark.parametrize("channels", [["c"], ["a", 'b\n"x'], []])
+@pytest.mark.parametrize("position", ["1733100000000-12", None])
+def test_publish_ok_is_byte_for_byte_the_generic_ok(pdu_id, channels, position):
+    expected = protocol.ok("rtm/publish", pdu_id, {"channels": channels, "position": position})
+    assert protocol.publish_ok(pdu_id, channels, position) == expected
