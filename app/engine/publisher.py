@@ -63,6 +63,7 @@ class ShardPublisher:
         self._connected = Event()
         self._greenlet: gevent.Greenlet | None = None
         self._stopping = False
+        self._backoff = Backoff()  # between reconnects; cut short by retarget
 
     # ------------------------------------------------------------------ API
     def start(self) -> None:
@@ -88,6 +89,7 @@ class ShardPublisher:
         """Connect to ``address`` from now on (the shard's master moved): the current connection is dropped,
         what it had in flight fails with ``shard_unavailable``, and the next connect goes to ``address``."""
         self.address = address
+        self._backoff.retry_now()  # a wait for the old address ends: connect to the new one at once
         conn = self._conn
         if conn is not None:
             conn.close()  # the pump, idle or not, is waiting on it: its read fails and it reconnects
@@ -102,7 +104,7 @@ class ShardPublisher:
 
     # ------------------------------------------------------------------ the greenlet
     def _run(self) -> None:
-        backoff = Backoff()
+        backoff = self._backoff
         outage = OutageLog(f"shard {self.name}: publisher cannot connect", log)
         while not self._stopping:
             conn = RespConnection(self.address)
@@ -113,7 +115,7 @@ class ShardPublisher:
             except (RedisUnavailable, ReplyError) as exc:
                 outage.failed(exc)
                 conn.close()
-                gevent.sleep(backoff.next())
+                backoff.wait()
                 continue
             outage.recovered()
             backoff.reset()
@@ -129,7 +131,7 @@ class ShardPublisher:
             except Exception:
                 # A bug must cost a reconnect (queued publishes fail), never the shard's only publisher.
                 log.exception("shard %s: publisher failed; reconnecting", self.name)
-                gevent.sleep(backoff.next())
+                backoff.wait()
             finally:
                 watchdog.kill(block=False)
                 self._conn = None

@@ -58,6 +58,7 @@ class ShardSubscriber:
         self._last_heard = time.monotonic()
         self._greenlets: list[gevent.Greenlet] = []
         self._stopping = False
+        self._backoff = Backoff()  # between reconnects; cut short by retarget
 
     # ------------------------------------------------------------------ API
     def start(self) -> None:
@@ -73,6 +74,7 @@ class ShardSubscriber:
         """Read from ``address`` from now on (the shard's master moved): the current connection is dropped
         (``on_down`` follows, as for any lost connection) and every wanted channel is subscribed there."""
         self.address = address
+        self._backoff.retry_now()  # a wait for the old address ends: connect to the new one at once
         if self._conn is not None:
             self._conn.close()
 
@@ -120,7 +122,7 @@ class ShardSubscriber:
 
     # ------------------------------------------------------------------ the reader
     def _run(self) -> None:
-        backoff = Backoff()
+        backoff = self._backoff
         outage = OutageLog(f"shard {self.name}: pub/sub cannot connect", log)
         while not self._stopping:
             conn = RespConnection(self.address)
@@ -131,7 +133,7 @@ class ShardSubscriber:
                 conn.close()
                 self.failing = True
                 outage.failed(exc)
-                gevent.sleep(backoff.next())
+                backoff.wait()
                 continue
             outage.recovered()
             backoff.reset()
@@ -151,7 +153,7 @@ class ShardSubscriber:
             except Exception:
                 # A bug must cost a reconnect, never the shard's only reader.
                 log.exception("shard %s: pub/sub reader failed; reconnecting", self.name)
-                gevent.sleep(backoff.next())
+                backoff.wait()
             finally:
                 self.connected = False
                 self.failing = True
