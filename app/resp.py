@@ -12,7 +12,6 @@ import ssl
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-import gevent.socket
 import hiredis
 
 ReplyError = hiredis.ReplyError
@@ -138,7 +137,7 @@ class RespConnection:
         reader = self._reader
         reply = reader.gets()
         while reply is False:
-            self.fill()
+            self._fill()
             reply = reader.gets()
         return reply
 
@@ -148,7 +147,7 @@ class RespConnection:
         replies = []
         reply = reader.gets()
         while reply is False:
-            self.fill()
+            self._fill()
             reply = reader.gets()
         while reply is not False:
             replies.append(reply)
@@ -158,17 +157,18 @@ class RespConnection:
     def wait_readable(self) -> None:
         """Block until the socket is readable, without reading: a caller that knows nothing is there yet
         (nothing asked, or just asked) saves the recv that would fail with EAGAIN before gevent waits.
-        Only on a plain gevent socket; elsewhere (TLS may buffer decrypted bytes) :meth:`fill` waits."""
+        Only on a plain gevent socket (``_raw``); elsewhere (TLS may buffer decrypted bytes) the next read
+        waits by itself."""
         sock = self.sock
         if sock is None:
             raise RedisUnavailable("not connected")
-        if type(sock) is gevent.socket.socket:
+        if self._raw is not None:
             try:
                 sock._wait(sock._read_event)  # gevent's wait on the watcher its recv uses after EAGAIN
             except OSError as exc:  # closed from another greenlet (retarget, the watchdog)
                 raise RedisUnavailable(str(exc)) from None
 
-    def fill(self) -> None:
+    def _fill(self) -> None:
         """Block until data arrives and buffer it for the next replies; RedisUnavailable when the
         connection closed (by Redis, or by :meth:`close` from another greenlet)."""
         if self.sock is None:

@@ -148,10 +148,21 @@ class PublishBatches:
         """The commands of the batch in flight whose replies are still due, in order."""
         return self.in_flight[self.answered :]
 
-    def answer(self, callback: Callback, reply: Any) -> None:
-        """The next reply of the batch in flight, for ``callback`` (the one :meth:`unanswered` named)."""
-        self.answered += 1
-        _safe_call(callback, reply)
+    def answer_replies(self, replies: list[Any], fix: Callable[[bytes, Any], Any] | None = None) -> bool:
+        """The next ``replies`` of the batch in flight, in order: each goes to its command's callback, through
+        ``fix(command, reply)`` first when given (which may replace it). True once the whole batch is
+        answered; ValueError when there are more replies than commands awaiting them (the connection is out
+        of step). ``answered`` moves on before each callback runs, so a callback sees its command answered."""
+        in_flight = self.in_flight
+        answered = self.answered
+        if answered + len(replies) > len(in_flight):
+            raise ValueError("more replies than commands in flight")
+        for reply in replies:
+            command, callback = in_flight[answered]
+            answered += 1
+            self.answered = answered
+            _safe_call(callback, reply if fix is None else fix(command, reply))
+        return answered >= len(in_flight)
 
     def batch_done(self) -> int:
         """Every reply of the batch in flight arrived; returns its size."""

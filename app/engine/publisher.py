@@ -179,6 +179,12 @@ class ShardPublisher:
 
     def _pump(self, conn: RespConnection) -> None:
         batches = self.batches
+
+        def fix(command: bytes, reply: Any) -> Any:
+            if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+                return self._retry_noscript(conn, command)
+            return reply
+
         while True:
             if not batches.in_flight and not batches.next_batch():
                 self._idle.set()
@@ -186,27 +192,12 @@ class ShardPublisher:
                 # wakes the pump is Redis's answer (no Event hand-over, no futile recv that fails with
                 # EAGAIN first). A closed connection (retarget, watchdog) ends the wait with an error.
                 conn.wait_readable()
-            replies = conn.read_available()
-            in_flight = batches.in_flight
-            size = len(in_flight)
-            # Every complete reply of a read is taken at once (hiredis parses them in C), and answered
-            # inline (PublishBatches.answer's bookkeeping: answered moves on before the callback runs).
-            while True:
-                if batches.answered + len(replies) > size:
-                    raise RedisUnavailable("more replies than commands in flight")
-                for reply in replies:
-                    index = batches.answered
-                    command, callback = in_flight[index]
-                    batches.answered = index + 1
-                    if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
-                        reply = self._retry_noscript(conn, command)
-                    try:
-                        callback(reply)
-                    except Exception:
-                        log.exception("publish callback failed")
-                if batches.answered >= size:
-                    break
-                replies = conn.read_available()
+            # Every complete reply of a read is answered at once (hiredis parses them in C).
+            try:
+                while not batches.answer_replies(conn.read_available(), fix):
+                    pass
+            except ValueError as exc:
+                raise RedisUnavailable(str(exc)) from None
             count = batches.batch_done()
             self._batch_sent_at = None
             if self._on_batch is not None:

@@ -26,8 +26,7 @@ def open_batches(batch_max=2000):
 
 def reply_all(batches, make_reply=lambda command: b"ok " + command):
     """The socket side reading one reply per command of the batch in flight."""
-    for command, callback in batches.unanswered():
-        batches.answer(callback, make_reply(command))
+    assert batches.answer_replies([make_reply(command) for command, _ in batches.unanswered()])
     return batches.batch_done()
 
 
@@ -112,8 +111,8 @@ def test_a_loss_in_the_middle_of_a_batch_fails_only_what_had_no_reply():
         batches.submit(b"%d" % i, lambda reply, i=i: got.append((i, reply)))
     reply_all(batches)
     batches.next_batch()
-    [(_, first), *_rest] = batches.unanswered()
-    batches.answer(first, b"stored")
+    assert len(batches.unanswered()) == 3
+    assert not batches.answer_replies([b"stored"])  # the first of three
     batches.fail_all()
     assert got == [(0, b"stored"), (1, UNAVAILABLE), (2, UNAVAILABLE)]
 
@@ -123,8 +122,8 @@ def test_queued_counts_what_is_not_answered_yet():
     for i in range(4):
         batches.submit(b"%d" % i, lambda reply: None)
     assert batches.queued == 4
-    [(_, callback)] = batches.unanswered()
-    batches.answer(callback, b"ok")
+    assert len(batches.unanswered()) == 1
+    assert batches.answer_replies([b"ok"])
     assert batches.queued == 3
     batches.batch_done()
     batches.next_batch()
@@ -144,3 +143,24 @@ def test_a_failing_callback_does_not_stop_the_others():
     batches.next_batch()
     reply_all(batches)
     assert got == [b"ok b"]
+
+
+def test_replies_beyond_the_batch_in_flight_are_refused_before_any_is_answered():
+    batches, _wire = open_batches()
+    got = []
+    batches.submit(b"only", got.append)
+    try:
+        batches.answer_replies([b"one", b"two"])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("two replies for one command were taken")
+    assert got == [] and batches.answered == 0
+
+
+def test_fix_may_replace_a_reply_before_its_callback_sees_it():
+    batches, _wire = open_batches()
+    got = []
+    batches.submit(b"cmd", got.append)
+    assert batches.answer_replies([b"stale"], lambda command, reply: command + b" fixed")
+    assert got == [b"cmd fixed"]

@@ -16,8 +16,7 @@ def open_batches():
 
 def reply(batches, answers):
     """Feed the batch in flight one reply per command, from ``answers`` (by command)."""
-    for command, callback in batches.unanswered():
-        batches.answer(callback, answers(command))
+    assert batches.answer_replies([answers(command) for command, _ in batches.unanswered()])
     batches.batch_done()
 
 
@@ -43,10 +42,11 @@ def test_the_ack_waits_for_wait_and_carries_the_publish_reply():
     batches, _sent = open_batches()
     got = []
     batches.submit_replicated(b"p1", got.append, 2, 1000)
-    [(_command, callback), (_wait, on_wait)] = batches.unanswered()
-    batches.answer(callback, b"1-0")
+    [(_command, _callback), (wait, _on_wait)] = batches.unanswered()
+    assert wait == WAIT_2_1000
+    assert not batches.answer_replies([b"1-0"])
     assert got == []  # stored on the master is not acknowledged yet
-    batches.answer(on_wait, 2)
+    assert batches.answer_replies([2])
     assert got == [b"1-0"]
 
 
@@ -73,8 +73,8 @@ def test_losing_the_connection_before_wait_answered_fails_each_member_once():
     got = []
     batches.submit_replicated(b"p1", got.append, 2, 1000)
     batches.submit_replicated(b"p2", got.append, 2, 1000)  # queued behind the batch in flight
-    [(_command, callback), _wait] = batches.unanswered()
-    batches.answer(callback, b"1-0")
+    [_publish, _wait] = batches.unanswered()
+    assert not batches.answer_replies([b"1-0"])
     batches.fail_all()
     assert got == [UNAVAILABLE, UNAVAILABLE]
 
